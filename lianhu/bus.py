@@ -1,0 +1,214 @@
+"""Publishing with proof: a confirmed publisher and the transactional outbox relay.
+
+A service writes its event into its own ``outbox`` table in the same transaction as the state
+change; :class:`OutboxRelay` then publishes each row with a publisher confirm and ``mandatory``
+set, and marks it sent only once the broker has taken responsibility for it. A broker that is
+away only delays delivery: rows wait in the database until it is back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+import pika
+from pika.exceptions import AMQPError, UnroutableError
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from lianhu.config import KitSettings
+from lianhu.events import Event, utcnow
+from lianhu.topology import declare
+
+log = logging.getLogger(__name__)
+
+
+class PublishFailed(Exception):
+    """The broker did not confirm the message; it must stay in the outbox."""
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    return Table(
+        "outbox",
+        metadata,
+        Column("id", String(36), primary_key=True),
+        Column("exchange", String(100), nullable=False),
+        Column("routing_key", String(100), nullable=False),
+        Column("body", Text, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+        Column("sent_at", DateTime(timezone=True), nullable=True, index=True),
+        Column("attempts", Integer, nullable=False, default=0),
+        Column("last_error", Text, nullable=True),
+    )
+
+
+def enqueue(session: Session, table: Table, event: Event) -> None:
+    """Add an event to the outbox inside the caller's transaction."""
+    session.execute(
+        table.insert().values(
+            id=event.event_id,
+            exchange=event.exchange(),
+            routing_key=event.event_type,
+            body=json.dumps(event.to_wire(), ensure_ascii=False),
+            created_at=utcnow(),
+            attempts=0,
+        )
+    )
+
+
+class ConfirmedPublisher:
+    """A pika connection with publisher confirms; one per thread (pika is not thread-safe)."""
+
+    def __init__(self, settings: KitSettings, connect_timeout: float = 5.0):
+        self.settings = settings
+        self.connect_timeout = connect_timeout
+        self._connection: pika.BlockingConnection | None = None
+        self._channel = None
+
+    def _ensure_channel(self):
+        if self._channel is not None and self._channel.is_open:
+            return self._channel
+        self.close()
+        params = pika.URLParameters(self.settings.amqp_uri)
+        params.socket_timeout = self.connect_timeout
+        params.blocked_connection_timeout = self.connect_timeout * 6
+        params.heartbeat = 30
+        self._connection = pika.BlockingConnection(params)
+        channel = self._connection.channel()
+        channel.confirm_delivery()
+        # Declaring before publishing means a mandatory publish can only fail for a real reason.
+        declare(self.settings, timeout=self.connect_timeout)
+        self._channel = channel
+        return channel
+
+    def publish(self, exchange: str, routing_key: str, body: bytes, message_id: str) -> None:
+        try:
+            channel = self._ensure_channel()
+            channel.basic_publish(
+                exchange=exchange,
+                routing_key=routing_key,
+                body=body,
+                mandatory=True,
+                properties=pika.BasicProperties(
+                    content_type="application/json",
+                    content_encoding="utf-8",
+                    delivery_mode=pika.DeliveryMode.Persistent,
+                    message_id=message_id,
+                ),
+            )
+        except UnroutableError as error:
+            raise PublishFailed(f"unroutable: {exchange}/{routing_key}") from error
+        except (AMQPError, OSError) as error:
+            self.close()
+            raise PublishFailed(f"{type(error).__name__}: {error}") from error
+
+    def close(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and connection.is_open:
+            with contextlib.suppress(AMQPError, OSError):
+                connection.close()
+
+
+class OutboxRelay:
+    """Moves outbox rows to the broker; safe to run in several processes at once on PostgreSQL."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker,
+        table: Table,
+        publish: Callable[[str, str, bytes, str], None],
+        batch_size: int = 200,
+    ):
+        self.sessions = sessions
+        self.table = table
+        self.publish = publish
+        self.batch_size = batch_size
+        self.wake = threading.Event()
+        # False while publishing fails (broker away); readiness and metrics report it.
+        self.broker_ok = True
+
+    def relay_once(self) -> int:
+        """Publish one batch of unsent rows; returns how many were confirmed."""
+        with self.sessions() as session:
+            if session.bind.dialect.name == "postgresql":
+                # Rows stay locked while they are published, so another relay process skips them
+                # instead of publishing them twice; inserts by the gateway are not blocked.
+                with session.begin():
+                    sent, failure = self._publish_batch(session, self._pending(session, lock=True))
+            else:
+                # SQLite has one writer: never hold its lock across network round trips.
+                with session.begin():
+                    rows = self._pending(session, lock=False)
+                with session.begin():
+                    sent, failure = self._publish_batch(session, rows)
+        # Raised only after the commit: the rows confirmed before the failure stay marked sent.
+        if failure is not None:
+            raise PublishFailed(failure)
+        return sent
+
+    def _pending(self, session: Session, lock: bool) -> list:
+        table = self.table
+        query = (
+            select(table.c.id, table.c.exchange, table.c.routing_key, table.c.body)
+            .where(table.c.sent_at.is_(None))
+            .order_by(table.c.created_at)
+            .limit(self.batch_size)
+        )
+        if lock:
+            query = query.with_for_update(skip_locked=True)
+        return session.execute(query).all()
+
+    def _publish_batch(self, session: Session, rows: list) -> tuple[int, str | None]:
+        table = self.table
+        sent: list[str] = []
+        failure: str | None = None
+        for row in rows:
+            try:
+                self.publish(row.exchange, row.routing_key, row.body.encode(), row.id)
+            except PublishFailed as error:
+                failure = str(error)
+                break
+            sent.append(row.id)
+        if sent:
+            session.execute(update(table).where(table.c.id.in_(sent)).values(sent_at=utcnow()))
+        if failure is not None:
+            session.execute(
+                update(table)
+                .where(table.c.id == rows[len(sent)].id)
+                .values(attempts=table.c.attempts + 1, last_error=failure[:500])
+            )
+            log.warning("outbox publish failed after %d sent, will retry: %s", len(sent), failure)
+        return len(sent), failure
+
+    def run(self, stop: threading.Event, idle_seconds: float = 1.0, max_backoff: float = 10.0) -> None:
+        """Relay until ``stop`` is set; a commit elsewhere may set ``wake`` to cut the wait."""
+        backoff = idle_seconds
+        while not stop.is_set():
+            try:
+                count = self.relay_once()
+                backoff = idle_seconds
+                self.broker_ok = True
+            except PublishFailed:
+                self.broker_ok = False
+                count = 0
+                backoff = min(backoff * 2, max_backoff)
+            except Exception:  # the database may be away; the relay must outlive that
+                log.exception("outbox relay pass failed")
+                count = 0
+                backoff = min(backoff * 2, max_backoff)
+            if count >= self.batch_size:
+                continue
+            self.wake.wait(backoff if count == 0 else 0.01)
+            self.wake.clear()
+
+    def backlog(self) -> tuple[int, datetime | None]:
+        """Unsent rows and the creation time of the oldest, for metrics and readiness."""
+        with self.sessions() as session:
+            count, oldest = session.execute(
+                select(func.count(), func.min(self.table.c.created_at)).where(self.table.c.sent_at.is_(None))
+            ).one()
+        return count, oldest

@@ -1,0 +1,117 @@
+"""``lianhu``: the operator's command line (migrate, seed, topology, health, wait-broker)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pika
+from pika.exceptions import AMQPError
+
+from lianhu.config import KitSettings, kit_settings
+from lianhu.db import autogenerate_revision, migrate
+from lianhu.plugins import discover
+from lianhu.topology import declare
+
+
+def _broker_connection(settings: KitSettings, timeout: float = 3.0) -> pika.BlockingConnection:
+    params = pika.URLParameters(settings.amqp_uri)
+    params.socket_timeout = timeout
+    params.connection_attempts = 1
+    return pika.BlockingConnection(params)
+
+
+def cmd_migrate(args, settings: KitSettings) -> int:
+    for plugin in discover():
+        if plugin.migrations_dir is None or (args.services and plugin.name not in args.services):
+            continue
+        migrate(plugin.migrations_dir, settings.database_url(plugin.name))
+        print(f"migrated {plugin.name}")
+    return 0
+
+
+def cmd_revision(args, settings: KitSettings) -> int:
+    plugin = next((p for p in discover() if p.name == args.service and p.migrations_dir), None)
+    if plugin is None:
+        print(f"no service {args.service} with migrations", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as scratch:
+        autogenerate_revision(plugin.migrations_dir, args.message, Path(scratch))
+    return 0
+
+
+def cmd_seed(args, settings: KitSettings) -> int:
+    for plugin in discover():
+        if plugin.seed is not None:
+            print(f"{plugin.name}: {plugin.seed(settings, args.demo)}")
+    return 0
+
+
+def cmd_topology(args, settings: KitSettings) -> int:
+    declare(settings)
+    print("exchanges and queues declared")
+    return 0
+
+
+def cmd_wait_broker(args, settings: KitSettings) -> int:
+    deadline = time.monotonic() + args.seconds
+    while True:
+        try:
+            _broker_connection(settings).close()
+            return 0
+        except (AMQPError, OSError) as error:
+            if time.monotonic() > deadline:
+                print(f"RabbitMQ at {settings.amqp_uri} does not answer: {error}", file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+
+
+def cmd_health(args, settings: KitSettings) -> int:
+    from nameko.standalone.rpc import ServiceRpcProxy
+
+    try:
+        with ServiceRpcProxy(args.service, {"AMQP_URI": settings.amqp_uri}, timeout=args.timeout) as proxy:
+            print(proxy.health())
+        return 0
+    except Exception as error:  # any failure means "not healthy" to the orchestrator
+        print(f"{args.service} is not healthy: {error}", file=sys.stderr)
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lianhu", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    migrate_parser = commands.add_parser("migrate", help="upgrade every service's database")
+    migrate_parser.add_argument("services", nargs="*", help="only these services")
+    migrate_parser.set_defaults(run=cmd_migrate)
+
+    revision_parser = commands.add_parser("revision", help="autogenerate a migration (developers)")
+    revision_parser.add_argument("service")
+    revision_parser.add_argument("-m", "--message", required=True)
+    revision_parser.set_defaults(run=cmd_revision)
+
+    seed_parser = commands.add_parser("seed", help="seed empty databases")
+    seed_parser.add_argument("--demo", action="store_true", help="build the demo county if empty")
+    seed_parser.set_defaults(run=cmd_seed)
+
+    commands.add_parser("topology", help="declare exchanges and queues").set_defaults(run=cmd_topology)
+
+    wait_parser = commands.add_parser("wait-broker", help="wait until RabbitMQ answers")
+    wait_parser.add_argument("--seconds", type=float, default=30.0)
+    wait_parser.set_defaults(run=cmd_wait_broker)
+
+    health_parser = commands.add_parser("health", help="ping a nameko service over RPC")
+    health_parser.add_argument("service")
+    health_parser.add_argument("--timeout", type=float, default=5.0)
+    health_parser.set_defaults(run=cmd_health)
+
+    args = parser.parse_args(argv)
+    return args.run(args, kit_settings())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Database engines and migrations: the same code on the embedded SQLite default and on PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import sessionmaker
+
+# Stable constraint names, so migrations can alter constraints on both engines.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def make_metadata() -> MetaData:
+    return MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def normalise_url(url: str) -> URL:
+    """A bare ``postgresql://`` URL means psycopg2: SQLAlchemy 2.1 would pick psycopg 3, which does
+    not cooperate with eventlet in the nameko services."""
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return parsed
+
+
+def make_engine(url: str, **kwargs) -> Engine:
+    url = normalise_url(url)
+    if url.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True, **kwargs)
+    database = url.database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection, _record):
+        # pysqlite's own implicit BEGIN would fight the explicit one below.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        # WAL lets readers run beside the writer; synchronous=FULL makes a commit survive power
+        # loss, which a 201 promises.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection):
+        # Take the write lock at BEGIN: a deferred transaction that reads then writes can fail
+        # with "database is locked" instead of waiting for its turn.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def make_session_factory(engine: Engine) -> sessionmaker:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def _alembic_config(migrations_dir: Path, url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir))
+    config.attributes["database_url"] = url
+    return config
+
+
+def migrate(migrations_dir: Path, url: str, revision: str = "head") -> None:
+    """Upgrade one service's database to ``revision`` with its own Alembic scripts."""
+    command.upgrade(_alembic_config(migrations_dir, url), revision)
+
+
+def autogenerate_revision(migrations_dir: Path, message: str, scratch_dir: Path) -> None:
+    """Write a new revision for model changes, diffed against a scratch SQLite at head."""
+    url = f"sqlite:///{scratch_dir / 'autogenerate.db'}"
+    config = _alembic_config(migrations_dir, url)
+    command.upgrade(config, "head")
+    command.revision(config, message=message, autogenerate=True)
+
+
+def run_migrations_from_env(target_metadata: MetaData) -> None:
+    """Body of every service's ``migrations/env.py``: online migrations only, batch mode for SQLite."""
+    from alembic import context
+
+    url = context.config.attributes["database_url"]
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=is_sqlite(url),
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
