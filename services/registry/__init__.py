@@ -1,0 +1,1 @@
+"""The registry service: org tree, people, positions, households and members (the base database)."""
