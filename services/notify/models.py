@@ -1,0 +1,38 @@
+"""What notify owns: one inbox item per recipient unit of a case."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import DateTime, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from lianhu.db import make_metadata
+
+
+class Base(DeclarativeBase):
+    metadata = make_metadata()
+
+
+class InboxItem(Base):
+    __tablename__ = "inbox_items"
+    # A redelivered or replayed event must never give a unit a second copy of the same case.
+    __table_args__ = (UniqueConstraint("case_id", "org_unit_id", name="uq_inbox_items_case_unit"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36))
+    report_id: Mapped[str] = mapped_column(String(36), index=True)
+    case_id: Mapped[str] = mapped_column(String(36))
+    org_unit_id: Mapped[int] = mapped_column(Integer, index=True)
+    org_unit_name: Mapped[str] = mapped_column(String(100))
+    person_id: Mapped[int | None] = mapped_column(Integer)
+    person_name: Mapped[str | None] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16))
+    position: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    category: Mapped[str] = mapped_column(String(32))
+    urgency: Mapped[str] = mapped_column(String(16))
+    summary: Mapped[str] = mapped_column(Text)
+    deadline_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
