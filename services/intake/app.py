@@ -1,0 +1,63 @@
+"""The gateway: every frontend's single door to Lianhu.
+
+``create_app`` wires the routes to the database, the RPC client and the outbox relay thread that
+moves accepted reports to RabbitMQ.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from lianhu.bus import ConfirmedPublisher, OutboxRelay
+from lianhu.db import make_engine, make_session_factory
+from lianhu.rpc_client import RpcClient
+from services.intake.api import errors
+from services.intake.api.limits import BodySizeLimit
+from services.intake.api.routes import auth, health, inbox, reports, routing
+from services.intake.config import IntakeSettings, intake_settings
+from services.intake.models import outbox
+
+
+def create_app(settings: IntakeSettings | None = None) -> FastAPI:
+    settings = settings or intake_settings()
+    engine = make_engine(settings.database_url("intake"))
+    sessions = make_session_factory(engine)
+    publisher = ConfirmedPublisher(settings)
+    relay = OutboxRelay(sessions, outbox, publisher.publish)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        stop = threading.Event()
+        relay_thread = threading.Thread(
+            target=relay.run, args=(stop, settings.outbox_idle_seconds), name="outbox-relay", daemon=True
+        )
+        relay_thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            relay.wake.set()
+            relay_thread.join(timeout=15)
+            publisher.close()
+            engine.dispose()
+
+    app = FastAPI(
+        title="Lianhu intake gateway",
+        version="0.1.0",
+        description="Reports in, answers out: the public API of the Lianhu household liaison platform.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.sessions = sessions
+    app.state.relay = relay
+    app.state.relay_alive = lambda: relay.broker_ok
+    app.state.rpc = RpcClient(settings)
+    app.state.signing_key = settings.signing_key()
+    errors.install(app)
+    for module in (auth, reports, inbox, routing, health):
+        app.include_router(module.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app

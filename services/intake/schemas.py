@@ -1,0 +1,56 @@
+"""Request and response bodies of the gateway's public API."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from lianhu.events import Location
+from services.intake.config import intake_settings
+
+# Control characters other than tab and newline: PostgreSQL refuses NUL, and none belong in a report.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def clean_text(value: str) -> str:
+    return _CONTROL.sub("", value).strip()
+
+
+class ReportIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(description="What the liaison worker reports, in Chinese or Tibetan.")
+    household_id: int | None = Field(default=None, ge=1, description="The household it concerns, if any.")
+    language: Literal["zh", "bo", "auto"] | None = None
+    location: Location | None = None
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        value = clean_text(value)
+        if not value:
+            raise ValueError("text must not be empty")
+        limit = intake_settings().report_text_max
+        if len(value) > limit:
+            raise ValueError(f"text is {len(value)} characters; at most {limit} are accepted")
+        return value
+
+
+class ExplainIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(max_length=20_000)
+    reporter: str | None = Field(default=None, description="Username to route as; the caller if omitted.")
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+    username: str
+    role: str
+    org_unit: int | None
+    org_unit_name: str
+    township: str
