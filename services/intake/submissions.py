@@ -55,6 +55,10 @@ def report_body(report: Report) -> dict:
         "location": location,
         "reporter": report.reporter_username,
         "created_at": report.created_at.isoformat(),
+        # Filled in from routing once the case exists (GET /v1/reports/{id}).
+        "category": None,
+        "urgency": None,
+        "matched": [],
         "case": None,
     }
 

@@ -1,0 +1,171 @@
+"""routing and notify as nameko services on the real broker, fed by the real outbox publisher.
+
+The registry runs too (seeded SQLite), so routing's RPC reads are real. Each test runs on this
+session's own RabbitMQ virtual host.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from kombu import Connection
+
+from lianhu.bus import ConfirmedPublisher
+from lianhu.config import kit_settings
+from lianhu.db import make_engine, make_session_factory, migrate
+from lianhu.events import Reporter, ReportSubmitted, utcnow
+from lianhu.topology import SUBSCRIPTIONS, declare, subscription
+from services.notify.service import NotifyService
+from services.registry.seed import seed_demo
+from services.registry.service import RegistryService
+from services.routing.service import RoutingService
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def seeded_registry_file(tmp_path_factory):
+    root = tmp_path_factory.mktemp("registry")
+    url = f"sqlite:///{root / 'registry.db'}"
+    migrate(ROOT / "services/registry/migrations", url)
+    engine = make_engine(url)
+    seed_demo(make_session_factory(engine), root)
+    engine.dispose()
+    return url, json.loads((root / "demo-accounts.json").read_text())
+
+
+@pytest.fixture
+def platform(lianhu_env, seeded_registry_file, monkeypatch, tmp_path, runner_factory):
+    registry_url, accounts = seeded_registry_file
+    urls = {"registry": registry_url}
+    for service in ("routing", "notify"):
+        urls[service] = f"sqlite:///{tmp_path / service}.db"
+        migrate(ROOT / f"services/{service}/migrations", urls[service])
+    for service, url in urls.items():
+        monkeypatch.setenv(f"LIANHU_{service.upper()}_DATABASE_URL", url)
+    monkeypatch.setenv("LIANHU_DELIVERY_LIMIT", "2")
+    kit_settings.cache_clear()
+    declare(kit_settings())
+    purge_queues()
+    runner = runner_factory(lianhu_env, RegistryService, RoutingService, NotifyService)
+    runner.start()
+    publisher = ConfirmedPublisher(kit_settings())
+    yield {"urls": urls, "accounts": accounts, "publish": publisher, "runner": runner}
+    publisher.close()
+
+
+def purge_queues() -> None:
+    with Connection(kit_settings().amqp_uri) as connection:
+        channel = connection.default_channel
+        for sub in SUBSCRIPTIONS:
+            channel.queue_purge(sub.queue)
+            channel.queue_purge(sub.dead_letter_queue)
+
+
+def queue_depth(name: str) -> int:
+    with Connection(kit_settings().amqp_uri) as connection:
+        return connection.default_channel.queue_declare(name, passive=True).message_count
+
+
+def submitted(account: dict, text: str) -> ReportSubmitted:
+    return ReportSubmitted(
+        report_id=f"r-{time.monotonic_ns()}",
+        text=text,
+        reporter=Reporter(
+            username=account["username"],
+            person_id=account["person_id"],
+            org_unit_id=account["org_unit"],
+            role=account["role"],
+        ),
+        submitted_at=utcnow(),
+    )
+
+
+def send(platform, event_or_body, event_id: str = "x") -> None:
+    body = event_or_body.to_wire() if hasattr(event_or_body, "to_wire") else event_or_body
+    platform["publish"].publish("intake.events", "report_submitted", json.dumps(body).encode(), event_id)
+
+
+def rows(url: str, sql: str, **params) -> list[tuple]:
+    from tests.support.platform import query
+
+    return query(url, sql, **params)
+
+
+def wait_until(condition, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+    return result
+
+
+def test_report_becomes_a_case_and_one_inbox_item_per_recipient(platform):
+    worker = next(a for a in platform["accounts"] if a["role"] == "liaison_worker")
+    event = submitted(worker, "家里老人昏迷不醒，情况紧急")
+    send(platform, event, event.event_id)
+    urls = platform["urls"]
+
+    def delivered():
+        found = rows(
+            urls["notify"], "SELECT role, position FROM inbox_items WHERE report_id = :r", r=event.report_id
+        )
+        return found if len(found) >= 4 else None
+
+    items = wait_until(delivered)
+    assert sorted(items, key=lambda item: item[1]) == [
+        ("copy", "department"),
+        ("copy", "governance_centre"),
+        ("copy", "township_command"),
+        ("handler", "village_grid"),
+    ]
+    case = rows(
+        urls["routing"], "SELECT category, urgency, state FROM cases WHERE report_id = :r", r=event.report_id
+    )
+    assert case == [("illness", "urgent", "routed")]
+
+
+def test_redelivered_report_makes_no_second_case_and_no_second_item(platform):
+    worker = next(a for a in platform["accounts"] if a["role"] == "liaison_worker")
+    event = submitted(worker, "请问低保怎么申请")
+    for _ in range(3):
+        send(platform, event, event.event_id)
+    urls = platform["urls"]
+    wait_until(
+        lambda: rows(urls["notify"], "SELECT 1 FROM inbox_items WHERE report_id = :r", r=event.report_id)
+    )
+    # Let the duplicates drain through both services before counting.
+    wait_until(lambda: queue_depth(subscription("routing", ReportSubmitted).queue) == 0)
+    time.sleep(1.0)
+    assert rows(urls["routing"], "SELECT count(*) FROM cases WHERE report_id = :r", r=event.report_id) == [
+        (1,)
+    ]
+    assert rows(
+        urls["notify"], "SELECT count(*) FROM inbox_items WHERE report_id = :r", r=event.report_id
+    ) == [(2,)]
+
+
+def test_malformed_event_goes_straight_to_the_dead_letter_queue(platform):
+    send(platform, {"report_id": "broken", "reporter": "not an object"})
+    dead = subscription("routing", ReportSubmitted).dead_letter_queue
+    wait_until(lambda: queue_depth(dead) == 1)
+    assert rows(platform["urls"]["routing"], "SELECT count(*) FROM cases") == [(0,)]
+
+
+def test_failing_handler_is_retried_then_dead_lettered_not_lost(platform, monkeypatch):
+    monkeypatch.setenv("LIANHU_RPC_TIMEOUT_SECONDS", "2")
+    kit_settings.cache_clear()
+    worker = next(a for a in platform["accounts"] if a["role"] == "liaison_worker")
+    # With the registry stopped, routing cannot learn who must act: it retries, then parks the report.
+    next(c for c in platform["runner"].containers if c.service_name == "registry").stop()
+    event = submitted(worker, "路断了")
+    send(platform, event, event.event_id)
+    dead = subscription("routing", ReportSubmitted).dead_letter_queue
+    wait_until(lambda: queue_depth(dead) == 1, timeout=40)
+    with Connection(kit_settings().amqp_uri) as connection:
+        message = connection.default_channel.basic_get(dead, no_ack=True)
+    assert json.loads(message.body)["report_id"] == event.report_id
+    assert rows(platform["urls"]["routing"], "SELECT count(*) FROM cases") == [(0,)]
