@@ -17,10 +17,11 @@ from datetime import datetime
 
 import pika
 from pika.exceptions import AMQPError, UnroutableError
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, func, select, update
+from sqlalchemy import Column, Integer, MetaData, String, Table, Text, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from lianhu.config import KitSettings
+from lianhu.db import UtcDateTime
 from lianhu.events import Event, utcnow
 from lianhu.topology import declare
 
@@ -39,8 +40,8 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("exchange", String(100), nullable=False),
         Column("routing_key", String(100), nullable=False),
         Column("body", Text, nullable=False),
-        Column("created_at", DateTime(timezone=True), nullable=False, index=True),
-        Column("sent_at", DateTime(timezone=True), nullable=True, index=True),
+        Column("created_at", UtcDateTime, nullable=False, index=True),
+        Column("sent_at", UtcDateTime, nullable=True, index=True),
         Column("attempts", Integer, nullable=False, default=0),
         Column("last_error", Text, nullable=True),
     )

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import sessionmaker
+from sqlalchemy.types import TypeDecorator
 
 # Stable constraint names, so migrations can alter constraints on both engines.
 NAMING_CONVENTION = {
@@ -18,6 +18,23 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+class UtcDateTime(TypeDecorator):
+    """A timestamp that is always timezone-aware UTC in Python: SQLite keeps no zone, PostgreSQL does."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware UTC time")
+        return None if value is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def make_metadata() -> MetaData:
@@ -72,7 +89,9 @@ def make_session_factory(engine: Engine) -> sessionmaker:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def _alembic_config(migrations_dir: Path, url: str) -> Config:
+def _alembic_config(migrations_dir: Path, url: str):
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(migrations_dir))
     config.attributes["database_url"] = url
@@ -81,19 +100,27 @@ def _alembic_config(migrations_dir: Path, url: str) -> Config:
 
 def migrate(migrations_dir: Path, url: str, revision: str = "head") -> None:
     """Upgrade one service's database to ``revision`` with its own Alembic scripts."""
+    from alembic import command
+
     command.upgrade(_alembic_config(migrations_dir, url), revision)
 
 
 def autogenerate_revision(migrations_dir: Path, message: str, scratch_dir: Path) -> None:
     """Write a new revision for model changes, diffed against a scratch SQLite at head."""
+    from alembic import command
+
     url = f"sqlite:///{scratch_dir / 'autogenerate.db'}"
     config = _alembic_config(migrations_dir, url)
     command.upgrade(config, "head")
     command.revision(config, message=message, autogenerate=True)
 
 
-def run_migrations_from_env(target_metadata: MetaData) -> None:
-    """Body of every service's ``migrations/env.py``: online migrations only, batch mode for SQLite."""
+def run_migrations_from_env(target_metadata: MetaData, service: str) -> None:
+    """Body of every service's ``migrations/env.py``: online migrations only, batch mode for SQLite.
+
+    Each service keeps its own version table, so two services pointed at one PostgreSQL database
+    (a small deployment) never read each other's migration state.
+    """
     from alembic import context
 
     url = context.config.attributes["database_url"]
@@ -103,6 +130,7 @@ def run_migrations_from_env(target_metadata: MetaData) -> None:
             connection=connection,
             target_metadata=target_metadata,
             render_as_batch=is_sqlite(url),
+            version_table=f"alembic_version_{service}",
         )
         with context.begin_transaction():
             context.run_migrations()

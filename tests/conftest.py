@@ -25,32 +25,25 @@ PG_ADMIN_URL = os.environ.get("LIANHU_TEST_PG_ADMIN_URL", "postgresql://postgres
 AMQP_URI = os.environ.get("LIANHU_TEST_AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")
 
 
-def _pg_admin():
+def _pg_admin(statement: str) -> None:
+    """Run one statement outside a transaction (CREATE/DROP DATABASE refuse to run inside one)."""
     connection = psycopg2.connect(PG_ADMIN_URL)
     connection.autocommit = True
-    return connection
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+    finally:
+        connection.close()
 
 
 def create_pg_database() -> str:
     name = f"lianhu_t_{uuid.uuid4().hex[:12]}"
-    connection = _pg_admin()
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        connection.close()
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    return f"{base}/{name}"
+    _pg_admin(f'CREATE DATABASE "{name}"')
+    return f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
 
 
 def drop_pg_database(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    connection = _pg_admin()
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        connection.close()
+    _pg_admin(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

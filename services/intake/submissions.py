@@ -82,10 +82,7 @@ def _claim(sessions: sessionmaker, username: str, key: str, fingerprint: str, st
                 )
             if row.completed_at is not None:
                 return Outcome(row.status_code, json.loads(row.response_body), replayed=True)
-            claimed_at = (
-                row.claimed_at if row.claimed_at.tzinfo else row.claimed_at.replace(tzinfo=now.tzinfo)
-            )
-            if now - claimed_at < timedelta(seconds=stale_after):
+            if now - row.claimed_at < timedelta(seconds=stale_after):
                 raise KeyConflict(
                     409,
                     "a request with this Idempotency-Key is still being processed",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from lianhu.db import make_metadata
+from lianhu.db import UtcDateTime, make_metadata
 
 
 class Base(DeclarativeBase):
@@ -33,6 +33,6 @@ class InboxItem(Base):
     category: Mapped[str] = mapped_column(String(32))
     urgency: Mapped[str] = mapped_column(String(16))
     summary: Mapped[str] = mapped_column(Text)
-    deadline_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deadline_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    read_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from lianhu.db import make_metadata
+from lianhu.db import UtcDateTime, make_metadata
 
 
 class Base(DeclarativeBase):
@@ -30,9 +30,9 @@ class Case(Base):
     reporter_username: Mapped[str] = mapped_column(String(64), index=True)
     household_id: Mapped[int | None] = mapped_column(Integer)
     handler_unit_id: Mapped[int] = mapped_column(Integer, index=True)
-    submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    routed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    deadline_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    submitted_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    routed_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    deadline_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     # The report_routed event exactly as first emitted: a redelivery re-emits it unchanged, so
     # consumers see the same event id and dedupe.
     routed_event: Mapped[dict] = mapped_column(JSON)
@@ -50,7 +50,7 @@ class CaseRecipient(Base):
     org_unit_id: Mapped[int] = mapped_column(Integer, index=True)
     role: Mapped[str] = mapped_column(String(16))
     position: Mapped[str] = mapped_column(String(32))
-    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    added_at: Mapped[datetime] = mapped_column(UtcDateTime)
     detail: Mapped[dict] = mapped_column(JSON)
 
     case: Mapped[Case] = relationship(back_populates="recipients")

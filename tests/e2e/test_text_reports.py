@@ -57,6 +57,9 @@ def test_chinese_report_reaches_grid_leader_and_centre_only(platform, sign_in):
     report = submit(worker, {"text": "请问今年的草原生态保护补助奖励资金什么时候发放？"})
     assert report["status"] == "received"
     case = routed(worker, report["id"])
+    # Every timestamp says its zone, on SQLite as on PostgreSQL, and reads back as it was written.
+    assert case["created_at"] == report["created_at"]
+    assert datetime.fromisoformat(case["created_at"]).utcoffset() == timedelta(0)
     assert (case["category"], case["urgency"]) == ("policy", "general")
     assert case["case"]["handler"]["org_unit"]["id"] == village
     assert case["case"]["handler"]["role"] == "handler"

@@ -1,4 +1,4 @@
 from lianhu.db import run_migrations_from_env
 from services.registry.models import Base
 
-run_migrations_from_env(Base.metadata)
+run_migrations_from_env(Base.metadata, "registry")
