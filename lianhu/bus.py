@@ -82,7 +82,11 @@ class ConfirmedPublisher:
         channel = self._connection.channel()
         channel.confirm_delivery()
         # Declaring before publishing means a mandatory publish can only fail for a real reason.
-        declare(self.settings, timeout=self.connect_timeout)
+        try:
+            declare(self.settings, timeout=self.connect_timeout)
+        except Exception as error:  # e.g. a queue declared elsewhere with other arguments
+            self.close()
+            raise PublishFailed(f"cannot declare the topology: {error}") from error
         self._channel = channel
         return channel
 
@@ -102,10 +106,21 @@ class ConfirmedPublisher:
                 ),
             )
         except UnroutableError as error:
+            # A work queue was deleted under us: reconnecting declares it again.
+            self.close()
             raise PublishFailed(f"unroutable: {exchange}/{routing_key}") from error
         except (AMQPError, OSError) as error:
             self.close()
             raise PublishFailed(f"{type(error).__name__}: {error}") from error
+
+    def keepalive(self) -> None:
+        """Let pika answer heartbeats while the relay is idle; the broker drops a silent client."""
+        if self._connection is None or not self._connection.is_open:
+            return
+        try:
+            self._connection.process_data_events(time_limit=0)
+        except (AMQPError, OSError):
+            self.close()
 
     def close(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
@@ -123,10 +138,12 @@ class OutboxRelay:
         table: Table,
         publish: Callable[[str, str, bytes, str], None],
         batch_size: int = 200,
+        keepalive: Callable[[], None] | None = None,
     ):
         self.sessions = sessions
         self.table = table
         self.publish = publish
+        self.keepalive = keepalive
         self.batch_size = batch_size
         self.wake = threading.Event()
         # False while publishing fails (broker away); readiness and metrics report it.
@@ -205,6 +222,8 @@ class OutboxRelay:
                 continue
             self.wake.wait(backoff if count == 0 else 0.01)
             self.wake.clear()
+            if self.keepalive is not None:
+                self.keepalive()
 
     def backlog(self) -> tuple[int, datetime | None]:
         """Unsent rows and the creation time of the oldest, for metrics and readiness."""

@@ -1,4 +1,4 @@
-"""``lianhu``: the operator's command line (migrate, seed, topology, health, wait-broker)."""
+"""``lianhu``: the operator's command line (migrate, seed, topology, health, dead letters, redrive)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from pathlib import Path
 import pika
 from pika.exceptions import AMQPError
 
+from lianhu import deadletters
 from lianhu.config import KitSettings, kit_settings
 from lianhu.db import autogenerate_revision, migrate
 from lianhu.plugins import discover
-from lianhu.topology import declare
+from lianhu.topology import SUBSCRIPTIONS, declare
 
 
 def _broker_connection(settings: KitSettings, timeout: float = 3.0) -> pika.BlockingConnection:
@@ -53,6 +54,25 @@ def cmd_seed(args, settings: KitSettings) -> int:
 def cmd_topology(args, settings: KitSettings) -> int:
     declare(settings)
     print("exchanges and queues declared")
+    return 0
+
+
+def cmd_dead_letters(args, settings: KitSettings) -> int:
+    for queue, count in deadletters.counts(settings).items():
+        print(f"{queue}\t{count}")
+    return 0
+
+
+def cmd_redrive(args, settings: KitSettings) -> int:
+    chosen = [sub for sub in SUBSCRIPTIONS if args.queue in ("all", sub.queue, sub.dead_letter_queue)]
+    if not chosen:
+        print(
+            f"no work queue {args.queue}; one of: {', '.join(s.queue for s in SUBSCRIPTIONS)}",
+            file=sys.stderr,
+        )
+        return 2
+    for sub in chosen:
+        print(f"{sub.queue}: {deadletters.redrive(settings, sub, args.limit)} dead letters sent back")
     return 0
 
 
@@ -99,6 +119,15 @@ def main(argv: list[str] | None = None) -> int:
     seed_parser.set_defaults(run=cmd_seed)
 
     commands.add_parser("topology", help="declare exchanges and queues").set_defaults(run=cmd_topology)
+
+    commands.add_parser("dead-letters", help="count dead-lettered messages per queue").set_defaults(
+        run=cmd_dead_letters
+    )
+
+    redrive_parser = commands.add_parser("redrive", help="send dead letters back to their work queue")
+    redrive_parser.add_argument("queue", help="a work queue (e.g. routing.report_submitted) or 'all'")
+    redrive_parser.add_argument("--limit", type=int, default=None, help="at most this many")
+    redrive_parser.set_defaults(run=cmd_redrive)
 
     wait_parser = commands.add_parser("wait-broker", help="wait until RabbitMQ answers")
     wait_parser.add_argument("--seconds", type=float, default=30.0)

@@ -1,8 +1,19 @@
 """nameko building blocks shared by the services: a database dependency and an event subscriber.
 
-nameko acks a message whose handler raised, which would lose it. :class:`EventSubscriber`
-instead requeues with a growing pause and, at the delivery limit, dead-letters it to a visible
-``<queue>.dead`` queue. A payload that does not fit its contract goes there at once.
+nameko acks a message whose handler raised, which would lose it. :class:`EventSubscriber` never
+lets a failure lose a message:
+
+- a *transient* failure (a peer or the database away, an RPC timeout) is retried for as long as
+  it lasts, with a growing pause: an outage must delay reports, not park them;
+- any other failure (a bug, a record that cannot be stored) is retried ``LIANHU_DELIVERY_LIMIT``
+  times, then dead-lettered to the visible ``<queue>.dead``, from where ``lianhu redrive``
+  returns it after a fix;
+- a payload that does not fit its contract is dead-lettered at once;
+- a message that keeps killing its consumer process (the broker's own delivery count on quorum
+  queues) is dead-lettered on arrival.
+
+Retries are republished copies carrying their counts in headers (the original is acked after the
+copy is confirmed), so they work on classic queues too and never exhaust the broker's count.
 """
 
 from __future__ import annotations
@@ -12,9 +23,13 @@ from collections.abc import Callable
 from typing import Any
 
 import eventlet
+from kombu import Connection
+from kombu.pools import producers
+from nameko.exceptions import RemoteError, UnknownService
 from nameko.extensions import DependencyProvider
 from nameko.messaging import Consumer
 from pydantic import ValidationError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from lianhu.config import kit_settings
@@ -27,9 +42,8 @@ log = logging.getLogger(__name__)
 MAX_RETRY_PAUSE_SECONDS = 30.0
 
 
-def nameko_config() -> dict:
-    """The nameko config of every service, from ``LIANHU_*`` settings."""
-    return {"AMQP_URI": kit_settings().amqp_uri}
+class RpcTimeout(Exception):
+    """A peer did not answer in time (an ordinary exception, so the message is retried)."""
 
 
 class Database(DependencyProvider):
@@ -56,8 +70,34 @@ class Topology(DependencyProvider):
         declare(kit_settings())
 
 
+RETRIES_HEADER = "x-lianhu-retries"
+FAILURES_HEADER = "x-lianhu-failures"
+
+# Errors that say "not now" rather than "never": the message waits for the outage to end.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    RpcTimeout,
+    UnknownService,
+    OperationalError,
+    InterfaceError,
+    DisconnectionError,
+    ConnectionError,
+    TimeoutError,
+)
+TRANSIENT_REMOTE_ERRORS = {"OperationalError", "InterfaceError", "DisconnectionError", "RpcTimeout"}
+
+
+def is_transient(error: BaseException) -> bool:
+    if isinstance(error, RemoteError):
+        return error.exc_type in TRANSIENT_REMOTE_ERRORS
+    return isinstance(error, TRANSIENT_ERRORS)
+
+
+def retry_pause(attempt: int) -> float:
+    return min(0.5 * 2 ** (attempt - 1), MAX_RETRY_PAUSE_SECONDS)
+
+
 class EventSubscriber(Consumer):
-    """Consume one event type from the service's declared work queue, with bounded retries."""
+    """Consume one event type from the service's declared work queue; never lose a message."""
 
     def __init__(self, consumer: str, event: type[Event], **kwargs):
         self.subscription = subscription(consumer, event)
@@ -65,15 +105,30 @@ class EventSubscriber(Consumer):
         super().__init__(queue=None, requeue_on_error=True, **kwargs)
 
     def setup(self) -> None:
-        self.queue = work_queue(kit_settings(), self.subscription)
+        settings = kit_settings()
+        self.queue = work_queue(settings, self.subscription)
+        self.delivery_limit = settings.delivery_limit
+        # A separate connection for republishing retries, with publisher confirms.
+        self.retry_connection = Connection(settings.amqp_uri, transport_options={"confirm_publish": True})
         super().setup()
 
+    def stop(self) -> None:
+        super().stop()
+        self.retry_connection.release()
+
+    def _dead_letter(self, message, why: str) -> None:
+        log.error("dead-lettering a message of %s: %s", self.subscription.queue, why)
+        message.reject(requeue=False)
+
     def handle_message(self, body, message) -> None:
+        crashes = int((message.headers or {}).get("x-delivery-count", 0))
+        if crashes >= self.delivery_limit:
+            self._dead_letter(message, f"delivered {crashes} times without an answer")
+            return
         try:
             event = self.event.model_validate(body)
         except ValidationError as error:
-            log.error("dead-lettering malformed %s: %s", self.subscription.queue, error)
-            message.reject(requeue=False)
+            self._dead_letter(message, f"does not fit {self.event.__name__}: {error}")
             return
         super().handle_message(event, message)
 
@@ -81,22 +136,46 @@ class EventSubscriber(Consumer):
         if exc_info is None:
             self.queue_consumer.ack_message(message)
             return
-        deliveries = int((message.headers or {}).get("x-delivery-count", 0)) + 1
-        if deliveries >= kit_settings().delivery_limit:
-            log.error("dead-lettering %s after %d deliveries", self.subscription.queue, deliveries)
-            message.reject(requeue=False)
+        error = exc_info[1]
+        headers = dict(message.headers or {})
+        if is_transient(error):
+            attempt = int(headers.get(RETRIES_HEADER, 0)) + 1
+            headers[RETRIES_HEADER] = attempt
+            log.warning("%s: transient failure (%s), retry %d", self.subscription.queue, error, attempt)
+        else:
+            attempt = int(headers.get(FAILURES_HEADER, 0)) + 1
+            if attempt >= self.delivery_limit:
+                self._dead_letter(message, f"failed {attempt} times, last with {error!r}")
+                return
+            headers[FAILURES_HEADER] = attempt
+        # The pause gives a peer or database that is briefly away time to return.
+        eventlet.sleep(retry_pause(attempt))
+        self._retry(message, headers)
+
+    def _retry(self, message, headers: dict) -> None:
+        """Put a copy with the new counts back on the queue, then ack the original."""
+        headers.pop("x-delivery-count", None)
+        try:
+            with producers[self.retry_connection].acquire(block=True, timeout=10) as producer:
+                producer.publish(
+                    message.body,
+                    exchange="",
+                    routing_key=self.subscription.queue,
+                    headers=headers,
+                    content_type=message.content_type,
+                    content_encoding=message.content_encoding,
+                    delivery_mode=2,
+                    retry=True,
+                    retry_policy={"max_retries": 3},
+                )
+        except Exception:  # the broker may be away too: the original goes back instead
+            log.exception("could not republish a retry of %s; requeueing it", self.subscription.queue)
+            self.queue_consumer.requeue_message(message)
             return
-        # A pause before the requeue: a database or peer that is briefly away gets time to return
-        # instead of the message burning through its deliveries in a tight loop.
-        eventlet.sleep(min(0.5 * 2 ** (deliveries - 1), MAX_RETRY_PAUSE_SECONDS))
-        self.queue_consumer.requeue_message(message)
+        self.queue_consumer.ack_message(message)
 
 
 subscribe = EventSubscriber.decorator
-
-
-class RpcTimeout(Exception):
-    """A peer did not answer in time (an ordinary exception, so the message is retried)."""
 
 
 def call_rpc(method: Callable[..., Any], *args, **kwargs) -> Any:

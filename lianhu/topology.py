@@ -56,14 +56,13 @@ def subscription(consumer: str, event: type[Event]) -> Subscription:
 
 
 def queue_arguments(settings: KitSettings, sub: Subscription) -> dict:
-    arguments = {
+    # No x-delivery-limit here: the subscriber counts failures itself (see lianhu.nameko_ext), and an
+    # argument that changes with configuration would make every later declaration fail.
+    return {
         "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
         "x-dead-letter-routing-key": sub.queue,
         "x-queue-type": settings.queue_type,
     }
-    if settings.queue_type == "quorum":
-        arguments["x-delivery-limit"] = settings.delivery_limit
-    return arguments
 
 
 def event_exchange(name: str) -> Exchange:

@@ -51,6 +51,8 @@ class IdempotencyKey(Base):
     username: Mapped[str] = mapped_column(String(64), primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     request_hash: Mapped[str] = mapped_column(String(64))
+    # Which request holds the key now: a request may only complete the key it still holds.
+    claim_id: Mapped[str] = mapped_column(String(36))
     claimed_at: Mapped[datetime] = mapped_column(UtcDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
     status_code: Mapped[int | None] = mapped_column(Integer)

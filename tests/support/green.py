@@ -6,7 +6,7 @@ import warnings
 
 with warnings.catch_warnings():
     # eventlet announces its own deprecation on import; nameko 2 needs it all the same.
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore")
     import eventlet
 
 eventlet.monkey_patch()

@@ -103,6 +103,7 @@ def claim_in_flight(sessions, key: str, age: timedelta, text: str) -> None:
                 username="jq-lw",
                 key=key,
                 request_hash=request_fingerprint(ReportIn(text=text)),
+                claim_id="first-attempt",
                 claimed_at=utcnow() - age,
             )
         )
@@ -155,3 +156,42 @@ def test_accounts_authenticate_by_scrypt_hash(sessions):
         assert authenticate(session, "nobody", "s3cret-pass") is None
         stored = session.get(services.intake.models.Account, "jq-lw").password_hash
     assert stored.startswith("scrypt$") and "s3cret-pass" not in stored
+
+
+def age_claim(sessions, key: str, age: timedelta) -> None:
+    with sessions.begin() as session:
+        session.get(IdempotencyKey, ("jq-lw", key)).claimed_at = utcnow() - age
+
+
+def test_request_presumed_dead_cannot_complete_after_another_took_over(sessions):
+    from services.intake.submissions import _claim, request_fingerprint, store_report
+
+    report = ReportIn(text="雪灾")
+    earlier, slow_claim = _claim(sessions, "jq-lw", "k6", request_fingerprint(report), 30)
+    assert earlier is None
+    age_claim(sessions, "k6", timedelta(minutes=5))
+    retry = submit_report(sessions, WORKER, report, "k6", 30)
+    assert retry.status_code == 201
+    # The slow first request finally reaches its commit: it must not make a second report.
+    late = store_report(sessions, WORKER, report, "k6", slow_claim)
+    assert late.replayed and late.body == retry.body
+    assert counts(sessions) == (1, 1)
+
+
+def test_racing_takeovers_of_a_stale_key_make_one_report(sessions):
+    from concurrent.futures import ThreadPoolExecutor
+
+    claim_in_flight(sessions, "k7", timedelta(minutes=5), "雪灾")
+
+    def attempt(_):
+        try:
+            return submit_report(sessions, WORKER, ReportIn(text="雪灾"), "k7", 30).body["id"]
+        except KeyConflict as conflict:
+            return conflict.status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(attempt, range(16)))
+    ids = {result for result in results if isinstance(result, str)}
+    assert len(ids) == 1, results
+    assert set(results) - ids <= {409}
+    assert counts(sessions) == (1, 1)
