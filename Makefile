@@ -1,16 +1,28 @@
 # The two commands: `make run` and `make test`. Each does all set-up on a fresh machine.
-PYTHON ?= python3.11
+# Python 3.11 is found (or named: make PYTHON=/path/to/python3.11) by deploy/local/ensure-python.sh.
+export PYTHON
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# The PATH before .venv/bin is put first: .venv must be built by an interpreter outside it.
+OUTER_PATH := $(PATH)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: run test install services migrate seed lint bench-intake clean
 
+# A .venv without its pip is half-made (an earlier failure): it is made again. A .venv made here is
+# removed again if any step fails, so a failed set-up never leaves one behind.
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade 'pip==25.3' 'setuptools<82' wheel
-	$(BIN)/pip install --quiet -e '.[dev]'
+	@python=$$(PATH='$(OUTER_PATH)' deploy/local/ensure-python.sh) || exit 1; \
+	[ -x $(BIN)/pip ] || rm -rf $(VENV); \
+	fresh=; [ -d $(VENV) ] || fresh=1; \
+	echo "setting up $(VENV) with $$python"; \
+	if ! { "$$python" -m venv $(VENV) \
+	    && $(BIN)/pip install --quiet --upgrade 'pip==25.3' 'setuptools<82' wheel \
+	    && $(BIN)/pip install --quiet -e '.[dev]'; }; then \
+	    if [ -n "$$fresh" ]; then rm -rf $(VENV); fi; \
+	    echo "setting up $(VENV) failed (see above)" >&2; exit 1; \
+	fi
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -2,14 +2,16 @@
 
 It speaks nameko's RPC wire format with pika: a request on the ``nameko-rpc`` topic exchange with
 routing key ``<service>.<method>``, a JSON body ``{"args", "kwargs"}``, and ``reply_to`` naming a
-private reply queue. Each thread keeps its own connection (pika is not thread-safe), so the
-gateway's threadpool is the pool.
+private reply queue. pika is not thread-safe, so a connection serves one call at a time: callers
+take one from a small shared pool and give it back, and what the pool cannot keep is closed (a
+thread-local would leak one connection per worker thread the server ever retired).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import queue
 import threading
 import time
 import uuid
@@ -21,6 +23,8 @@ from pika.exceptions import AMQPError
 from lianhu.config import KitSettings
 
 RPC_EXCHANGE = "nameko-rpc"
+# Idle connections kept for reuse; more may be open while busy, but beyond this they are closed.
+POOL_SIZE = 16
 
 
 class RpcUnavailable(Exception):
@@ -29,6 +33,10 @@ class RpcUnavailable(Exception):
 
 class _ConnectionLost(RpcUnavailable):
     pass
+
+
+class _NotRunning(RpcUnavailable):
+    """The broker returned the request: no queue for the service. The connection is sound."""
 
 
 class RemoteError(Exception):
@@ -44,14 +52,19 @@ class _Channel:
         params.connection_attempts = 1
         params.heartbeat = 60
         self.connection = pika.BlockingConnection(params)
-        self.channel = self.connection.channel()
-        self.channel.exchange_declare(RPC_EXCHANGE, exchange_type="topic", durable=True)
-        self.reply_queue = self.channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
-        self.channel.queue_bind(self.reply_queue, RPC_EXCHANGE, routing_key=self.reply_queue)
         self.replies: dict[str, bytes] = {}
         self.returned: set[str] = set()
-        self.channel.basic_consume(self.reply_queue, self._on_reply, auto_ack=True)
-        self.channel.add_on_return_callback(self._on_return)
+        try:
+            self.channel = self.connection.channel()
+            self.channel.exchange_declare(RPC_EXCHANGE, exchange_type="topic", durable=True)
+            self.reply_queue = self.channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
+            self.channel.queue_bind(self.reply_queue, RPC_EXCHANGE, routing_key=self.reply_queue)
+            self.channel.basic_consume(self.reply_queue, self._on_reply, auto_ack=True)
+            self.channel.add_on_return_callback(self._on_return)
+        except BaseException:
+            # Nobody holds this half-set-up channel, so nobody else would close its connection.
+            self.close()
+            raise
 
     def _on_reply(self, _channel, _method, properties, body) -> None:
         self.replies[properties.correlation_id] = body
@@ -76,7 +89,7 @@ class _Channel:
         while correlation_id not in self.replies:
             if correlation_id in self.returned:
                 self.returned.discard(correlation_id)
-                raise RpcUnavailable(f"{service} is not running")
+                raise _NotRunning(f"{service} is not running")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise RpcUnavailable(f"{service}.{method} did not answer within {timeout:.1f}s")
@@ -95,30 +108,79 @@ class _Channel:
 
 
 class RpcClient:
-    def __init__(self, settings: KitSettings, timeout: float | None = None):
+    def __init__(self, settings: KitSettings, timeout: float | None = None, pool_size: int = POOL_SIZE):
         self.settings = settings
         self.timeout = timeout if timeout is not None else settings.rpc_timeout_seconds
-        self._local = threading.local()
+        self.pool_size = pool_size
+        # LIFO: the most recently used connections stay hot; the rest age out at the bottom.
+        self._idle: queue.LifoQueue[_Channel] = queue.LifoQueue()
+        self._lock = threading.Lock()
+        self._closed = False
 
     def call(self, service: str, method: str, *args, **kwargs) -> Any:
-        had_connection = getattr(self._local, "channel", None) is not None
+        channel = self._take()
         try:
-            return self._call(service, method, args, kwargs)
+            return self._call(channel, service, method, args, kwargs)
         except _ConnectionLost:
-            if not had_connection:
+            if channel is None:
                 raise
             # The kept connection died while idle (broker restart, network cut); reads are safe to
             # send again, so one fresh connection is tried before giving up.
-            return self._call(service, method, args, kwargs)
+            return self._call(None, service, method, args, kwargs)
 
-    def _call(self, service: str, method: str, args: tuple, kwargs: dict) -> Any:
-        channel: _Channel | None = getattr(self._local, "channel", None)
+    def close(self) -> None:
+        """Close every pooled connection; connections given back later are closed too."""
+        with self._lock:
+            self._closed = True
+            idle = self._drain()
+        for channel in idle:
+            channel.close()
+
+    def idle_count(self) -> int:
+        return self._idle.qsize()
+
+    def _call(self, channel: _Channel | None, service: str, method: str, args: tuple, kwargs: dict) -> Any:
         try:
             if channel is None:
-                channel = self._local.channel = _Channel(self.settings, self.timeout)
-            return channel.call(service, method, args, kwargs, self.timeout)
+                channel = _Channel(self.settings, self.timeout)
+            result = channel.call(service, method, args, kwargs, self.timeout)
+        except (RemoteError, _NotRunning):
+            # A definite answer came back over the connection, so it is fit for the next call.
+            self._give_back(channel)
+            raise
         except (AMQPError, OSError) as error:
             if channel is not None:
                 channel.close()
-            self._local.channel = None
             raise _ConnectionLost(f"broker unavailable: {type(error).__name__}") from error
+        except BaseException:
+            # A timeout (a late reply may still come) or anything unexpected: state unknown, drop it.
+            if channel is not None:
+                channel.close()
+            raise
+        self._give_back(channel)
+        return result
+
+    def _take(self) -> _Channel | None:
+        while True:
+            try:
+                channel = self._idle.get_nowait()
+            except queue.Empty:
+                return None
+            if channel.connection.is_open:
+                return channel
+            channel.close()
+
+    def _give_back(self, channel: _Channel) -> None:
+        with self._lock:
+            if not self._closed and self._idle.qsize() < self.pool_size:
+                self._idle.put_nowait(channel)
+                return
+        channel.close()
+
+    def _drain(self) -> list[_Channel]:
+        channels = []
+        while True:
+            try:
+                channels.append(self._idle.get_nowait())
+            except queue.Empty:
+                return channels

@@ -26,7 +26,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     engine = make_engine(settings.database_url("intake"))
     sessions = make_session_factory(engine)
     publisher = ConfirmedPublisher(settings)
-    relay = OutboxRelay(sessions, outbox, publisher.publish)
+    relay = OutboxRelay(sessions, outbox, publisher.publish, keepalive=publisher.keepalive)
+    rpc = RpcClient(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -42,6 +43,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             relay.wake.set()
             relay_thread.join(timeout=15)
             publisher.close()
+            rpc.close()
             engine.dispose()
 
     app = FastAPI(
@@ -54,7 +56,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     app.state.sessions = sessions
     app.state.relay = relay
     app.state.relay_alive = lambda: relay.broker_ok
-    app.state.rpc = RpcClient(settings)
+    app.state.rpc = rpc
     app.state.signing_key = settings.signing_key()
     errors.install(app)
     for module in (auth, reports, inbox, routing, health):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from lianhu.events import Location
 from services.intake.config import intake_settings
@@ -18,11 +18,27 @@ def clean_text(value: str) -> str:
     return _CONTROL.sub("", value).strip()
 
 
+def _valid_unicode(value: str) -> str:
+    # JSON's \uXXXX escapes can carry a lone surrogate, which no database or hash can encode.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("string is not valid Unicode (lone surrogate)") from None
+    return value
+
+
+# Every string a client sends: refused with a 422 unless it is valid Unicode.
+UnicodeStr = Annotated[str, AfterValidator(_valid_unicode)]
+
+
 class ReportIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(description="What the liaison worker reports, in Chinese or Tibetan.")
-    household_id: int | None = Field(default=None, ge=1, description="The household it concerns, if any.")
+    text: UnicodeStr = Field(description="What the liaison worker reports, in Chinese or Tibetan.")
+    # Household ids are 32-bit INTEGER columns: a larger number could only overflow them.
+    household_id: int | None = Field(
+        default=None, ge=1, le=2**31 - 1, description="The household it concerns, if any."
+    )
     language: Literal["zh", "bo", "auto"] | None = None
     location: Location | None = None
 
@@ -41,8 +57,10 @@ class ReportIn(BaseModel):
 class ExplainIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(max_length=20_000)
-    reporter: str | None = Field(default=None, description="Username to route as; the caller if omitted.")
+    text: UnicodeStr = Field(max_length=20_000)
+    reporter: UnicodeStr | None = Field(
+        default=None, description="Username to route as; the caller if omitted."
+    )
 
 
 class TokenOut(BaseModel):

@@ -11,6 +11,7 @@ from sqlalchemy.orm import sessionmaker
 from lianhu.auth import InvalidToken, Principal, verify_token
 from lianhu.rpc_client import RpcClient
 from services.intake.config import IntakeSettings
+from services.intake.models import Account
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
 
@@ -32,14 +33,22 @@ def get_principal(request: Request, token: Annotated[str | None, Depends(oauth2_
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "missing bearer token", headers={"WWW-Authenticate": "Bearer"}
         )
+    invalid = HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        "invalid or expired token",
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
     try:
-        return verify_token(token, request.app.state.signing_key)
+        principal = verify_token(token, request.app.state.signing_key)
     except InvalidToken:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "invalid or expired token",
-            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-        ) from None
+        raise invalid from None
+    # A token outlives its account's state: one primary-key read makes disabling or deleting an
+    # account take effect at once, not when its tokens expire.
+    with request.app.state.sessions() as session:
+        account = session.get(Account, principal.username)
+    if account is None or account.disabled:
+        raise invalid
+    return principal
 
 
 SettingsDep = Annotated[IntakeSettings, Depends(get_settings)]

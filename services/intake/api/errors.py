@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lianhu.rpc_client import RpcUnavailable
+from lianhu.rpc_client import RemoteError, RpcUnavailable
 
 RETRY_AFTER_SECONDS = "5"
 
@@ -55,8 +55,22 @@ def install(app: FastAPI) -> None:
     async def _rpc(request: Request, exc: RpcUnavailable):
         return error_response(503, f"a platform service is not answering: {exc}", "service_unavailable")
 
+    @app.exception_handler(RemoteError)
+    async def _remote(request: Request, exc: RemoteError):
+        # The service answered with a failure (often its own database): likely passing, so retryable.
+        return error_response(503, f"a platform service failed: {exc.exc_type}", "service_error")
+
     @app.exception_handler(OperationalError)
     async def _database(request: Request, exc: OperationalError):
         return error_response(
             503, "the database is not answering; nothing was stored", "database_unavailable"
         )
+
+    # Last line of defence: input validation should stop these first, but never as a bare 500.
+    @app.exception_handler(IntegrityError)
+    async def _integrity(request: Request, exc: IntegrityError):
+        return error_response(409, "the request conflicts with stored data", "conflict")
+
+    @app.exception_handler(DataError)
+    async def _data(request: Request, exc: DataError):
+        return error_response(422, "a value does not fit what the database can store", "invalid_value")

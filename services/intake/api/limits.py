@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 
-
-class _TooLarge(Exception):
-    pass
+from starlette.exceptions import HTTPException
 
 
 class BodySizeLimit:
@@ -25,7 +23,6 @@ class BodySizeLimit:
             await self._reject(send)
             return
         received = 0
-        started = False
 
         async def limited_receive():
             nonlocal received
@@ -33,25 +30,18 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _TooLarge
+                    # An HTTPException is the one error FastAPI lets out of its body parsing as it
+                    # is (anything else becomes a 400), so the app's handler answers the JSON 413.
+                    raise HTTPException(413, self._detail())
             return message
 
-        async def tracking_send(message):
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        await self.app(scope, limited_receive, send)
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await self._reject(send)
+    def _detail(self) -> str:
+        return f"request body larger than {self.max_bytes} bytes"
 
     async def _reject(self, send) -> None:
-        body = json.dumps(
-            {"detail": f"request body larger than {self.max_bytes} bytes", "code": "payload_too_large"}
-        ).encode()
+        body = json.dumps({"detail": self._detail(), "code": "payload_too_large"}).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import JSONResponse
 
-from lianhu.rpc_client import RpcUnavailable
+from lianhu.rpc_client import RemoteError, RpcUnavailable
 from services.intake.api.deps import PrincipalDep, RpcDep, SessionsDep, SettingsDep
 from services.intake.api.errors import error_response
 from services.intake.models import Report
@@ -29,7 +29,8 @@ def household_known(rpc, household_id: int) -> bool:
     """Whether the registry knows the household; if it cannot answer now, routing checks it later."""
     try:
         return rpc.call("registry", "get_household", household_id) is not None
-    except RpcUnavailable:
+    except (RpcUnavailable, RemoteError):
+        # A failing registry (e.g. its database is down) cannot verify either: accept the report.
         return True
 
 
