@@ -21,7 +21,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, Text, func, sel
 from sqlalchemy.orm import Session, sessionmaker
 
 from lianhu.config import KitSettings
-from lianhu.db import UtcDateTime
+from lianhu.db import UtcDateTime, make_read_session_factory, write_lock
 from lianhu.events import Event, utcnow
 from lianhu.topology import declare
 
@@ -47,18 +47,20 @@ def outbox_table(metadata: MetaData) -> Table:
     )
 
 
+def outbox_row(event: Event) -> dict:
+    return {
+        "id": event.event_id,
+        "exchange": event.exchange(),
+        "routing_key": event.event_type,
+        "body": json.dumps(event.to_wire(), ensure_ascii=False),
+        "created_at": utcnow(),
+        "attempts": 0,
+    }
+
+
 def enqueue(session: Session, table: Table, event: Event) -> None:
     """Add an event to the outbox inside the caller's transaction."""
-    session.execute(
-        table.insert().values(
-            id=event.event_id,
-            exchange=event.exchange(),
-            routing_key=event.event_type,
-            body=json.dumps(event.to_wire(), ensure_ascii=False),
-            created_at=utcnow(),
-            attempts=0,
-        )
-    )
+    session.execute(table.insert().values(**outbox_row(event)))
 
 
 class ConfirmedPublisher:
@@ -141,6 +143,7 @@ class OutboxRelay:
         keepalive: Callable[[], None] | None = None,
     ):
         self.sessions = sessions
+        self.read_sessions = make_read_session_factory(sessions.kw["bind"])
         self.table = table
         self.publish = publish
         self.keepalive = keepalive
@@ -156,17 +159,22 @@ class OutboxRelay:
                 # Rows stay locked while they are published, so another relay process skips them
                 # instead of publishing them twice; inserts by the gateway are not blocked.
                 with session.begin():
-                    sent, failure = self._publish_batch(session, self._pending(session, lock=True))
+                    rows = self._pending(session, lock=True)
+                    sent, failure = self._publish_rows(rows)
+                    self._mark(session, rows, sent, failure)
             else:
                 # SQLite has one writer: never hold its lock across network round trips.
-                with session.begin():
-                    rows = self._pending(session, lock=False)
-                with session.begin():
-                    sent, failure = self._publish_batch(session, rows)
+                with self.read_sessions() as reader:
+                    rows = self._pending(reader, lock=False)
+                if not rows:
+                    return 0
+                sent, failure = self._publish_rows(rows)
+                with write_lock(session.bind), session.begin():
+                    self._mark(session, rows, sent, failure)
         # Raised only after the commit: the rows confirmed before the failure stay marked sent.
         if failure is not None:
             raise PublishFailed(failure)
-        return sent
+        return len(sent)
 
     def _pending(self, session: Session, lock: bool) -> list:
         table = self.table
@@ -180,17 +188,19 @@ class OutboxRelay:
             query = query.with_for_update(skip_locked=True)
         return session.execute(query).all()
 
-    def _publish_batch(self, session: Session, rows: list) -> tuple[int, str | None]:
-        table = self.table
+    def _publish_rows(self, rows: list) -> tuple[list[str], str | None]:
         sent: list[str] = []
-        failure: str | None = None
         for row in rows:
             try:
                 self.publish(row.exchange, row.routing_key, row.body.encode(), row.id)
             except PublishFailed as error:
-                failure = str(error)
-                break
+                log.warning("outbox publish failed after %d sent, will retry: %s", len(sent), error)
+                return sent, str(error)
             sent.append(row.id)
+        return sent, None
+
+    def _mark(self, session: Session, rows: list, sent: list[str], failure: str | None) -> None:
+        table = self.table
         if sent:
             session.execute(update(table).where(table.c.id.in_(sent)).values(sent_at=utcnow()))
         if failure is not None:
@@ -199,8 +209,6 @@ class OutboxRelay:
                 .where(table.c.id == rows[len(sent)].id)
                 .values(attempts=table.c.attempts + 1, last_error=failure[:500])
             )
-            log.warning("outbox publish failed after %d sent, will retry: %s", len(sent), failure)
-        return len(sent), failure
 
     def run(self, stop: threading.Event, idle_seconds: float = 1.0, max_backoff: float = 10.0) -> None:
         """Relay until ``stop`` is set; a commit elsewhere may set ``wake`` to cut the wait."""
@@ -227,7 +235,7 @@ class OutboxRelay:
 
     def backlog(self) -> tuple[int, datetime | None]:
         """Unsent rows and the creation time of the oldest, for metrics and readiness."""
-        with self.sessions() as session:
+        with self.read_sessions() as session:
             count, oldest = session.execute(
                 select(func.count(), func.min(self.table.c.created_at)).where(self.table.c.sent_at.is_(None))
             ).one()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -9,6 +12,8 @@ from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+READ_ONLY_OPTION = "lianhu_read_only"
 
 # Stable constraint names, so migrations can alter constraints on both engines.
 NAMING_CONVENTION = {
@@ -39,6 +44,19 @@ class UtcDateTime(TypeDecorator):
 
 def make_metadata() -> MetaData:
     return MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# Search structures the models cannot describe (SQLite FTS5 tables and their shadow tables,
+# PostgreSQL trigram indexes, trigger-maintained search tables) are created by migration SQL
+# under this prefix, and model comparisons and autogenerate leave them alone.
+UNMODELLED_PREFIX = "search_"
+
+
+def include_modelled(name: str | None, type_: str, parent_names: dict) -> bool:
+    """Alembic ``include_name`` hook: False for the unmodelled ``search_*`` tables and indexes."""
+    if type_ in ("table", "index") and name is not None:
+        return not name.startswith(UNMODELLED_PREFIX)
+    return True
 
 
 def is_sqlite(url: str) -> bool:
@@ -77,16 +95,40 @@ def make_engine(url: str, **kwargs) -> Engine:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _begin_immediate(connection):
-        # Take the write lock at BEGIN: a deferred transaction that reads then writes can fail
-        # with "database is locked" instead of waiting for its turn.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    def _begin(connection):
+        # A writing transaction takes the write lock at BEGIN: a deferred one that reads then writes
+        # can fail with "database is locked" instead of waiting for its turn. Readers (WAL) need no
+        # lock and must not queue behind writers.
+        read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
 
 def make_session_factory(engine: Engine) -> sessionmaker:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def make_read_session_factory(engine: Engine) -> sessionmaker:
+    """Sessions that only read: on SQLite they never take (or wait for) the write lock."""
+    return sessionmaker(engine.execution_options(**{READ_ONLY_OPTION: True}), expire_on_commit=False)
+
+
+_write_locks: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_write_locks_guard = threading.Lock()
+
+
+def write_lock(engine: Engine) -> AbstractContextManager:
+    """Serialises one process's writers to a SQLite file on a Python lock.
+
+    SQLite's own busy handler sleeps in growing steps (up to 100 ms) while another writer holds the
+    lock; waiting on a Python lock wakes the next writer the moment the last one commits.
+    PostgreSQL needs none.
+    """
+    if engine.dialect.name != "sqlite":
+        return nullcontext()
+    with _write_locks_guard:
+        return _write_locks.setdefault(engine, threading.Lock())
 
 
 def _alembic_config(migrations_dir: Path, url: str):
@@ -131,6 +173,7 @@ def run_migrations_from_env(target_metadata: MetaData, service: str) -> None:
             target_metadata=target_metadata,
             render_as_batch=is_sqlite(url),
             version_table=f"alembic_version_{service}",
+            include_name=include_modelled,
         )
         with context.begin_transaction():
             context.run_migrations()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,6 +28,31 @@ def principal_of(account: Account) -> Principal:
         org_unit_id=account.org_unit_id,
         township=account.township,
     )
+
+
+class AccountStates:
+    """Whether an account may still act, re-read from the database at most every ``ttl`` seconds.
+
+    A disabled account is refused within ``ttl`` seconds, without a database read on every request.
+    """
+
+    def __init__(self, read_sessions: sessionmaker, ttl: float = 5.0):
+        self.read_sessions = read_sessions
+        self.ttl = ttl
+        self._known: dict[str, tuple[float, bool]] = {}
+
+    def cached(self, username: str) -> bool | None:
+        entry = self._known.get(username)
+        if entry is None or time.monotonic() - entry[0] > self.ttl:
+            return None
+        return entry[1]
+
+    def lookup(self, username: str) -> bool:
+        with self.read_sessions() as session:
+            account = session.get(Account, username)
+        active = account is not None and not account.disabled
+        self._known[username] = (time.monotonic(), active)
+        return active
 
 
 def authenticate(session: Session, username: str, password: str) -> Account | None:

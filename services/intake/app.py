@@ -12,21 +12,25 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from lianhu.bus import ConfirmedPublisher, OutboxRelay
-from lianhu.db import make_engine, make_session_factory
+from lianhu.db import make_engine, make_read_session_factory, make_session_factory
 from lianhu.rpc_client import RpcClient
+from services.intake.accounts import AccountStates
 from services.intake.api import errors
 from services.intake.api.limits import BodySizeLimit
 from services.intake.api.routes import auth, health, inbox, reports, routing
 from services.intake.config import IntakeSettings, intake_settings
 from services.intake.models import outbox
+from services.intake.submissions import ReportWriter
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or intake_settings()
     engine = make_engine(settings.database_url("intake"))
     sessions = make_session_factory(engine)
+    read_sessions = make_read_session_factory(engine)
     publisher = ConfirmedPublisher(settings)
     relay = OutboxRelay(sessions, outbox, publisher.publish, keepalive=publisher.keepalive)
+    writer = ReportWriter(sessions, max_queue=settings.intake_queue_max, on_commit=relay.wake.set)
     rpc = RpcClient(settings)
 
     @asynccontextmanager
@@ -36,9 +40,11 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             target=relay.run, args=(stop, settings.outbox_idle_seconds), name="outbox-relay", daemon=True
         )
         relay_thread.start()
+        writer.start()
         try:
             yield
         finally:
+            writer.stop()
             stop.set()
             relay.wake.set()
             relay_thread.join(timeout=15)
@@ -54,6 +60,9 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.sessions = sessions
+    app.state.read_sessions = read_sessions
+    app.state.writer = writer
+    app.state.account_states = AccountStates(read_sessions, settings.account_recheck_seconds)
     app.state.relay = relay
     app.state.relay_alive = lambda: relay.broker_ok
     app.state.rpc = rpc

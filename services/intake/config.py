@@ -13,8 +13,11 @@ class IntakeSettings(KitSettings):
     token_ttl_minutes: int = 720
     report_text_max: int = 4000
     max_body_bytes: int = 64 * 1024
-    # A key whose first request has run this long without finishing is taken to have died with it.
-    idempotency_inflight_seconds: float = 30.0
+    # Reports accepted but not yet written: past this the gateway answers 503 with Retry-After
+    # instead of holding an unbounded queue in memory.
+    intake_queue_max: int = 1000
+    # How stale "this account is still enabled" may be: a disabled account is refused within this.
+    account_recheck_seconds: float = 5.0
     outbox_idle_seconds: float = 1.0
 
 

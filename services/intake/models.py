@@ -44,19 +44,17 @@ class Report(Base):
 
 
 class IdempotencyKey(Base):
-    """One client's key: claimed while its first request runs, then the stored response."""
+    """A client's key and the response it got; written in the same transaction as its report, so a
+    key never exists without the report it stands for."""
 
     __tablename__ = "idempotency_keys"
 
     username: Mapped[str] = mapped_column(String(64), primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     request_hash: Mapped[str] = mapped_column(String(64))
-    # Which request holds the key now: a request may only complete the key it still holds.
-    claim_id: Mapped[str] = mapped_column(String(36))
-    claimed_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
-    status_code: Mapped[int | None] = mapped_column(Integer)
-    response_body: Mapped[str | None] = mapped_column(Text)
+    status_code: Mapped[int] = mapped_column(Integer)
+    response_body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
 
 
 outbox = outbox_table(Base.metadata)

@@ -1,9 +1,15 @@
 """Accepting a report: durably, once, whatever the phone retries.
 
-The report row and its ``report_submitted`` outbox row commit in one transaction, so a ``201``
-means the report will reach routing even if the broker is away. An ``Idempotency-Key`` makes a
-retry safe: the same key and body give the original response, the same key with another body is
-refused (``422``), and a retry while the first request still runs is told to wait (``409``).
+One writer thread commits reports in batches (group commit): a request hands its report over and
+waits for the commit that holds it. Each report, its ``report_submitted`` outbox row and its
+Idempotency-Key are written in that one transaction, so a ``201`` means the report will reach
+routing even if the broker is away, and a key never exists without its report — a request that
+died leaves nothing half-claimed behind.
+
+Idempotency-Key: the same key and body give the original response; the same key with another body
+is refused (``422``); a retry while the first request is still queued or being written here is told
+to wait (``409``). Another gateway process racing on the same key meets the unique key and answers
+with the stored response.
 """
 
 from __future__ import annotations
@@ -11,21 +17,28 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import queue
+import threading
 import uuid
-from dataclasses import dataclass
-from datetime import timedelta
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime
 
-from sqlalchemy import delete, update
+from sqlalchemy import insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from lianhu.auth import Principal
-from lianhu.bus import enqueue
+from lianhu.bus import outbox_row
+from lianhu.db import write_lock
 from lianhu.events import Reporter, ReportSubmitted, utcnow
 from services.intake.models import IdempotencyKey, Report, outbox
 from services.intake.schemas import ReportIn
 
 log = logging.getLogger(__name__)
+
+IN_FLIGHT = (409, "a request with this Idempotency-Key is still being processed", "idempotency_key_in_flight")
+REUSED = (422, "this Idempotency-Key was used with a different request body", "idempotency_key_reused")
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,10 @@ class KeyConflict(Exception):
         self.status_code = status_code
         self.detail = detail
         self.code = code
+
+
+class Overloaded(Exception):
+    """More reports are waiting to be written than the gateway will hold: the phone should retry."""
 
 
 def request_fingerprint(report: ReportIn) -> str:
@@ -67,100 +84,17 @@ def report_body(report: Report) -> dict:
     }
 
 
-IN_FLIGHT = (409, "a request with this Idempotency-Key is still being processed", "idempotency_key_in_flight")
+@dataclass
+class _Pending:
+    principal: Principal
+    report_in: ReportIn
+    key: str | None
+    fingerprint: str
+    future: Future = field(default_factory=Future)
 
 
-class _ClaimLost(Exception):
-    """Another request took the key over while this one ran (this one was presumed dead)."""
-
-
-def _key_row(username: str, key: str, claim_id: str | None = None):
-    condition = (IdempotencyKey.username == username) & (IdempotencyKey.key == key)
-    if claim_id is not None:
-        condition &= (IdempotencyKey.claim_id == claim_id) & IdempotencyKey.completed_at.is_(None)
-    return condition
-
-
-def _claim(
-    sessions: sessionmaker, username: str, key: str, fingerprint: str, stale_after: float
-) -> tuple[Outcome | None, str]:
-    """Claim the key for this request (returns its claim id), or the stored outcome of an earlier one."""
-    now = utcnow()
-    claim_id = str(uuid.uuid4())
-    try:
-        with sessions.begin() as session:
-            row = session.get(IdempotencyKey, (username, key))
-            if row is None:
-                session.add(
-                    IdempotencyKey(
-                        username=username,
-                        key=key,
-                        request_hash=fingerprint,
-                        claim_id=claim_id,
-                        claimed_at=now,
-                    )
-                )
-                return None, claim_id
-            if row.request_hash != fingerprint:
-                raise KeyConflict(
-                    422,
-                    "this Idempotency-Key was used with a different request body",
-                    "idempotency_key_reused",
-                )
-            if row.completed_at is not None:
-                return Outcome(row.status_code, json.loads(row.response_body), replayed=True), row.claim_id
-            if now - row.claimed_at < timedelta(seconds=stale_after):
-                raise KeyConflict(*IN_FLIGHT)
-            # The first attempt looks dead: take the key over, but only from the claim we saw, so two
-            # retries racing for it cannot both win.
-            taken = session.execute(
-                update(IdempotencyKey)
-                .where(_key_row(username, key, row.claim_id))
-                .values(claim_id=claim_id, claimed_at=now)
-            )
-            if taken.rowcount != 1:
-                raise KeyConflict(*IN_FLIGHT)
-            return None, claim_id
-    except IntegrityError:
-        # Another request inserted the same key between our read and our insert.
-        raise KeyConflict(*IN_FLIGHT) from None
-
-
-def _release(sessions: sessionmaker, username: str, key: str, claim_id: str) -> None:
-    try:
-        with sessions.begin() as session:
-            session.execute(delete(IdempotencyKey).where(_key_row(username, key, claim_id)))
-    except Exception:  # the database may be the reason we are here; the claim then goes stale
-        log.warning("could not release idempotency key claim; it expires by itself", exc_info=True)
-
-
-def submit_report(
-    sessions: sessionmaker,
-    principal: Principal,
-    report_in: ReportIn,
-    idempotency_key: str | None,
-    stale_after_seconds: float,
-) -> Outcome:
-    if idempotency_key is None:
-        return store_report(sessions, principal, report_in, None, None)
-    fingerprint = request_fingerprint(report_in)
-    earlier, claim_id = _claim(
-        sessions, principal.username, idempotency_key, fingerprint, stale_after_seconds
-    )
-    if earlier is not None:
-        return earlier
-    return store_report(sessions, principal, report_in, idempotency_key, claim_id)
-
-
-def store_report(
-    sessions: sessionmaker,
-    principal: Principal,
-    report_in: ReportIn,
-    idempotency_key: str | None,
-    claim_id: str | None,
-) -> Outcome:
-    """Commit the report, its event and (if keyed) the stored response, all or nothing."""
-    now = utcnow()
+def _new_report(item: _Pending, now: datetime) -> tuple[Report, ReportSubmitted]:
+    report_in, principal = item.report_in, item.principal
     report = Report(
         id=str(uuid.uuid4()),
         reporter_username=principal.username,
@@ -171,7 +105,6 @@ def store_report(
         lon=report_in.location.lon if report_in.location else None,
         created_at=now,
     )
-    body = report_body(report)
     event = ReportSubmitted(
         report_id=report.id,
         text=report.text,
@@ -186,28 +119,144 @@ def store_report(
         ),
         submitted_at=now,
     )
-    try:
-        with sessions.begin() as session:
-            session.add(report)
-            enqueue(session, outbox, event)
-            if idempotency_key is not None:
-                completed = session.execute(
-                    update(IdempotencyKey)
-                    .where(_key_row(principal.username, idempotency_key, claim_id))
-                    .values(
-                        completed_at=now, status_code=201, response_body=json.dumps(body, ensure_ascii=False)
+    return report, event
+
+
+class ReportWriter:
+    """The single writer of reports: a bounded queue in, one transaction per batch out."""
+
+    def __init__(self, sessions: sessionmaker, max_queue: int = 1000, max_batch: int = 200, on_commit=None):
+        self.sessions = sessions
+        self.max_batch = max_batch
+        self.on_commit = on_commit
+        self._queue: queue.Queue[_Pending | None] = queue.Queue(maxsize=max_queue)
+        self._in_flight: dict[tuple[str, str], str] = {}
+        self._in_flight_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="report-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Write what is queued, then stop."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout)
+
+    def submit(self, principal: Principal, report_in: ReportIn, key: str | None = None) -> Future:
+        """Queue a report; the future resolves to its :class:`Outcome` once committed."""
+        item = _Pending(principal, report_in, key, request_fingerprint(report_in) if key else "")
+        if key is not None:
+            with self._in_flight_lock:
+                held = self._in_flight.get((principal.username, key))
+                if held is not None:
+                    raise KeyConflict(*(IN_FLIGHT if held == item.fingerprint else REUSED))
+                self._in_flight[(principal.username, key)] = item.fingerprint
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self._release(item)
+            raise Overloaded from None
+        return item.future
+
+    def _release(self, item: _Pending) -> None:
+        if item.key is not None:
+            with self._in_flight_lock:
+                self._in_flight.pop((item.principal.username, item.key), None)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stopping = False
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._commit(batch)
+            if stopping:
+                return
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            outcomes = self._write(batch)
+        except IntegrityError:
+            # Another gateway process stored one of these keys meanwhile: one at a time, so each
+            # finds what is there and only that one answers with the stored response.
+            outcomes = [self._write_alone(item) for item in batch]
+        except Exception as error:  # the database is away: every request hears it, nothing is half-written
+            log.warning("report batch of %d not written: %s", len(batch), error)
+            outcomes = [error] * len(batch)
+        for item, outcome in zip(batch, outcomes, strict=True):
+            self._release(item)
+            if isinstance(outcome, BaseException):
+                item.future.set_exception(outcome)
+            else:
+                item.future.set_result(outcome)
+        if self.on_commit is not None:
+            self.on_commit()
+
+    def _write_alone(self, item: _Pending) -> Outcome | Exception:
+        try:
+            return self._write([item])[0]
+        except IntegrityError:
+            return KeyConflict(*IN_FLIGHT)
+        except Exception as error:
+            return error
+
+    def _write(self, batch: list[_Pending]) -> list[Outcome | Exception]:
+        now = utcnow()
+        outcomes: list[Outcome | Exception] = []
+        reports: list[dict] = []
+        events: list[dict] = []
+        keys: list[dict] = []
+        with write_lock(self.sessions.kw["bind"]), self.sessions.begin() as session:
+            wanted = [(item.principal.username, item.key) for item in batch if item.key is not None]
+            stored = {}
+            if wanted:
+                rows = session.scalars(
+                    select(IdempotencyKey).where(
+                        tuple_(IdempotencyKey.username, IdempotencyKey.key).in_(wanted)
                     )
                 )
-                if completed.rowcount != 1:
-                    raise _ClaimLost  # rolls this report back: the request that took over owns the key
-    except _ClaimLost:
-        with sessions() as session:
-            row = session.get(IdempotencyKey, (principal.username, idempotency_key))
-            if row is not None and row.completed_at is not None:
-                return Outcome(row.status_code, json.loads(row.response_body), replayed=True)
-        raise KeyConflict(*IN_FLIGHT) from None
-    except Exception:
-        if idempotency_key is not None:
-            _release(sessions, principal.username, idempotency_key, claim_id)
-        raise
-    return Outcome(201, body)
+                stored = {(row.username, row.key): row for row in rows}
+            for item in batch:
+                earlier = stored.get((item.principal.username, item.key)) if item.key is not None else None
+                if earlier is not None:
+                    if earlier.request_hash != item.fingerprint:
+                        outcomes.append(KeyConflict(*REUSED))
+                    else:
+                        outcomes.append(Outcome(earlier.status_code, json.loads(earlier.response_body), True))
+                    continue
+                report, event = _new_report(item, now)
+                body = report_body(report)
+                reports.append(
+                    {column.key: getattr(report, column.key) for column in Report.__table__.columns}
+                )
+                events.append(outbox_row(event))
+                if item.key is not None:
+                    keys.append(
+                        {
+                            "username": item.principal.username,
+                            "key": item.key,
+                            "request_hash": item.fingerprint,
+                            "status_code": 201,
+                            "response_body": json.dumps(body, ensure_ascii=False),
+                            "created_at": now,
+                        }
+                    )
+                outcomes.append(Outcome(201, body))
+            if reports:
+                session.execute(insert(Report), reports)
+                session.execute(insert(outbox), events)
+            if keys:
+                session.execute(insert(IdempotencyKey), keys)
+        return outcomes

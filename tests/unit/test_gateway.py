@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,6 @@ from sqlalchemy import delete
 from sqlalchemy.exc import DataError, IntegrityError
 
 import services.intake
-import services.intake.api.routes.reports as reports_route
 from lianhu.config import kit_settings
 from lianhu.db import make_engine, make_session_factory, migrate
 from lianhu.rpc_client import RemoteError, RpcClient
@@ -54,11 +54,10 @@ class StubRpc:
 
 
 class Gateway:
-    def __init__(self, app, sessions):
+    def __init__(self, app, sessions, client):
         self.app = app
         self.sessions = sessions
-        # 500s come back as responses, so a test can assert there are none.
-        self.client = TestClient(app, raise_server_exceptions=False)
+        self.client = client
 
     def token(self, username: str = "jq-lw") -> dict:
         response = self.client.post("/v1/auth/token", data={"username": username, "password": "s3cret-pass"})
@@ -75,6 +74,8 @@ def gateway(tmp_path, monkeypatch, amqp_uri):
         "LIANHU_SECRET_KEY": "unit-test-signing-key-" + "k" * 32,
         "LIANHU_AMQP_URI": amqp_uri,
         "LIANHU_MAX_BODY_BYTES": str(MAX_BODY),
+        # Every request re-reads the account, so disabling one shows at once in these tests.
+        "LIANHU_ACCOUNT_RECHECK_SECONDS": "0",
     }.items():
         monkeypatch.setenv(name, value)
     intake_settings.cache_clear()
@@ -85,7 +86,10 @@ def gateway(tmp_path, monkeypatch, amqp_uri):
     load_accounts(sessions, ACCOUNTS)
     app = create_app()
     app.state.rpc = StubRpc(**{"notify.list_inbox": {"items": [], "total": 0}})
-    yield Gateway(app, sessions)
+    # Entered, so the lifespan runs: the report writer and the outbox relay are up as in production.
+    # 500s come back as responses, so a test can assert there are none.
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield Gateway(app, sessions, client)
     app.state.rpc.close()
     engine.dispose()
     intake_settings.cache_clear()
@@ -173,9 +177,11 @@ def test_a_failing_registry_does_not_block_a_report(gateway):
 )
 def test_database_integrity_and_data_errors_are_json(gateway, monkeypatch, error, status, code):
     def failing_submit(*_args, **_kwargs):
-        raise error
+        failed = Future()
+        failed.set_exception(error)
+        return failed
 
-    monkeypatch.setattr(reports_route, "submit_report", failing_submit)
+    monkeypatch.setattr(gateway.app.state.writer, "submit", failing_submit)
     response = gateway.client.post("/v1/reports", json={"text": "ok"}, headers=gateway.token())
     assert response.status_code == status, response.text
     assert response.json()["code"] == code

@@ -8,7 +8,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from lianhu.auth import issue_token
 from services.intake.accounts import authenticate, principal_of
-from services.intake.api.deps import SessionsDep, SettingsDep
+from services.intake.api.deps import ReadSessionsDep, SettingsDep
 from services.intake.schemas import TokenOut
 
 router = APIRouter(tags=["auth"])
@@ -18,7 +18,7 @@ router = APIRouter(tags=["auth"])
 def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     request: Request,
-    sessions: SessionsDep,
+    sessions: ReadSessionsDep,
     settings: SettingsDep,
 ) -> TokenOut:
     """OAuth2 password flow: exchange a username and password for a bearer token."""

@@ -20,7 +20,7 @@ def readyz(request: Request) -> JSONResponse:
     state = request.app.state
     checks: dict = {}
     try:
-        with state.sessions() as session:
+        with state.read_sessions() as session:
             session.execute(text("SELECT 1"))
         backlog, oldest = state.relay.backlog()
         checks["database"] = "ok"

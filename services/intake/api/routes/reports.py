@@ -1,16 +1,18 @@
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from lianhu.rpc_client import RemoteError, RpcUnavailable
-from services.intake.api.deps import PrincipalDep, RpcDep, SessionsDep, SettingsDep
+from services.intake.api.deps import PrincipalDep, ReadSessionsDep, RpcDep
 from services.intake.api.errors import error_response
 from services.intake.models import Report
 from services.intake.schemas import ReportIn
-from services.intake.submissions import KeyConflict, report_body, submit_report
+from services.intake.submissions import KeyConflict, Overloaded, report_body
 
 router = APIRouter(tags=["reports"])
 
@@ -35,27 +37,30 @@ def household_known(rpc, household_id: int) -> bool:
 
 
 @router.post("/v1/reports", status_code=201)
-def create_report(
+async def create_report(
     report: ReportIn,
     request: Request,
     principal: PrincipalDep,
-    sessions: SessionsDep,
-    settings: SettingsDep,
     rpc: RpcDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """Accept a report. ``201`` only once it is stored with its event: nothing accepted is lost."""
-    if report.household_id is not None and not household_known(rpc, report.household_id):
+    if report.household_id is not None and not await run_in_threadpool(
+        household_known, rpc, report.household_id
+    ):
         return error_response(
             422, f"household {report.household_id} is not in the registry", "unknown_household"
         )
     try:
-        outcome = submit_report(
-            sessions, principal, report, idempotency_key, settings.idempotency_inflight_seconds
-        )
+        future = request.app.state.writer.submit(principal, report, idempotency_key)
     except KeyConflict as conflict:
         return error_response(conflict.status_code, conflict.detail, conflict.code)
-    request.app.state.relay.wake.set()
+    except Overloaded:
+        return error_response(503, "too many reports are waiting to be stored; retry shortly", "overloaded")
+    try:
+        outcome = await asyncio.wrap_future(future)
+    except KeyConflict as conflict:
+        return error_response(conflict.status_code, conflict.detail, conflict.code)
     headers = {"Location": f"/v1/reports/{outcome.body['id']}"}
     if outcome.replayed:
         headers["Idempotent-Replayed"] = "true"
@@ -66,7 +71,7 @@ def create_report(
 def get_report(
     report_id: Annotated[str, Path(max_length=64)],
     principal: PrincipalDep,
-    sessions: SessionsDep,
+    sessions: ReadSessionsDep,
     rpc: RpcDep,
 ) -> JSONResponse:
     """The report with its case once routed: category, urgency, evidence, handler, recipients."""

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.intake.api.deps import PrincipalDep, RpcDep, SessionsDep
+from services.intake.api.deps import PrincipalDep, ReadSessionsDep, RpcDep
 from services.intake.api.errors import error_response
 from services.intake.models import Account
 from services.intake.schemas import ExplainIn
@@ -11,7 +11,7 @@ router = APIRouter(tags=["routing"])
 
 
 @router.post("/v1/routing/explain")
-def explain(body: ExplainIn, principal: PrincipalDep, sessions: SessionsDep, rpc: RpcDep):
+def explain(body: ExplainIn, principal: PrincipalDep, sessions: ReadSessionsDep, rpc: RpcDep):
     """Dry run: what routing would make of this text from this reporter, and who would get it."""
     username = body.reporter or principal.username
     with sessions() as session:
