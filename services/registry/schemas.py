@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from services.registry.idnumber import parse_id_number
 from services.registry.models import DOCUMENT_KINDS, FLAGS, SPECIES
@@ -41,19 +41,25 @@ class MemberIn(BaseModel):
 
     @field_validator("id_number")
     @classmethod
-    def _id_number(cls, value: str | None) -> str | None:
-        return None if not value else parse_id_number(value).number
+    def _id_number(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if not value:
+            return None
+        parsed = parse_id_number(value)
+        # Fields are validated in order, so birth date and sex are known here: checked once.
+        birth_date, sex = info.data.get("birth_date"), info.data.get("sex")
+        if birth_date is not None and birth_date != parsed.birth_date:
+            raise ValueError("birth date does not match the ID number / 出生日期与身份证号不符")
+        if sex is not None and sex != parsed.sex:
+            raise ValueError("sex does not match the ID number / 性别与身份证号不符")
+        return parsed.number
 
     @model_validator(mode="after")
-    def _agrees_with_id_number(self) -> MemberIn:
-        if self.id_number is None:
-            return self
-        parsed = parse_id_number(self.id_number)
-        if self.birth_date is not None and self.birth_date != parsed.birth_date:
-            raise ValueError("birth date does not match the ID number / 出生日期与身份证号不符")
-        if self.sex is not None and self.sex != parsed.sex:
-            raise ValueError("sex does not match the ID number / 性别与身份证号不符")
-        self.birth_date, self.sex = parsed.birth_date, parsed.sex
+    def _fill_from_id_number(self) -> MemberIn:
+        # The number is already valid: read birth date and sex off its digits, no second parse.
+        if self.id_number is not None:
+            number = self.id_number
+            self.birth_date = date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
+            self.sex = "M" if int(number[16]) % 2 else "F"
         return self
 
 

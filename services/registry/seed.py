@@ -1,11 +1,14 @@
 """The demo county: a Gande-like org tree, staff, households and members, built deterministically.
 
-Everything drawn at random comes from one seeded ``random.Random``, so two runs with the same seed give
-the same names, sizes and ids on any engine (only the account passwords differ: they are secrets).
-Rows go in with bulk INSERT ... RETURNING, a handful of statements in all, so the seed takes seconds.
+Everything drawn at random comes from seeded ``random.Random`` generators, so two runs with the same seed
+give the same names, sizes, ID numbers and ids on any engine (only the account passwords and the ID
+ciphertexts differ: secrets and AES-GCM nonces). The org tree goes in with bulk INSERT ... RETURNING;
+households go through :func:`records.apply_households`, the same bulk write path (and the same
+encryption, blind index and masking) as the API and the importer, so the seed takes seconds.
 
-All people, phones, household-book numbers and coordinates are invented. Unit names in Tibetan are
-filled in only where certain; the others are left null for local staff to correct on import.
+All people, phones, ID numbers, household-book numbers, herds and coordinates are invented. Unit names
+in Tibetan are filled in only where certain; the others are left null for local staff to correct on
+import.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import json
 import os
 import random
 import secrets
+from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +28,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lianhu.config import KitSettings
 from lianhu.db import make_engine, make_session_factory
-from services.registry import queries
-from services.registry.models import LEVEL_OF_KIND, Household, Member, OrgUnit, Person, Position
+from services.registry import queries, records
+from services.registry.config import RegistrySettings
+from services.registry.idnumber import check_character
+from services.registry.models import LEVEL_OF_KIND, OrgUnit, Person, Position
+from services.registry.protection import Protector
+from services.registry.schemas import Actor, HouseholdIn, LivestockIn, MemberIn
 
 COUNTY_NAME = "甘德县"
 COUNTY_NAME_BO = "གད་སྡེ་རྫོང་"
@@ -114,6 +123,18 @@ CURRENT_YEAR = 2026
 
 CHINESE_ORDINALS = "一二三四五六七八九十"
 
+# Members' details beyond the tree's draws (ID numbers, ethnicity, herds, flags) come from a second
+# generator, so adding them left every name, size and id of the original demo as it was.
+DETAILS_SEED_SUFFIX = "household-details"
+# No demo birth date after this day: the data stays valid whatever day the seed is run on.
+LATEST_BIRTH = date(CURRENT_YEAR, 6, 30)
+ETHNICITY_WEIGHTS = {"藏族": 96, "汉族": 3, "回族": 1}  # Gande is overwhelmingly Tibetan
+# Shares of households carrying each status flag: plausible for a pastoral county, not official figures.
+FLAG_SHARES = {"low_income": 0.08, "disability": 0.04, "five_guarantee": 0.01, "left_behind_elderly": 0.05}
+ELDERLY_BORN_BY = CURRENT_YEAR - 60
+TOWN_SLUG = "kequ"  # the county seat: fewer herds than the grassland townships
+SEED_ACTOR = Actor(username="seed", role="county_command")
+
 
 @dataclass
 class _Plan:
@@ -196,7 +217,10 @@ def _family(rng: random.Random, people: _People, size: int) -> list[dict[str, An
     if size >= 2 and rng.random() < 0.85:
         members.append(("F" if head_sex == "M" else "M", head_born + rng.randint(-6, 6), "配偶"))
     if len(members) < size and head_born >= 1975 and rng.random() < 0.35:
-        members.append((people.sex(), head_born - rng.randint(22, 34), "父" if rng.random() < 0.4 else "母"))
+        people.sex()  # still drawn, so every later draw stays as it was; the relation decides the sex
+        born = head_born - rng.randint(22, 34)
+        relation = "父" if rng.random() < 0.4 else "母"
+        members.append(("M" if relation == "父" else "F", born, relation))
     while len(members) < size:
         child_sex = people.sex()
         # Older heads' extra dependants are grandchildren; otherwise sons and daughters.
@@ -350,11 +374,120 @@ def _write(session: Session, plan: _Plan) -> tuple[list[int], list[int]]:
             for p, u, role, title, is_head in plan.positions
         ],
     )
-    household_ids = _insert_ids(
-        session, Household, [{**row, "liaison_unit_id": unit_ids[u]} for u, row in plan.households]
-    )
-    session.execute(insert(Member), [{**row, "household_id": household_ids[h]} for h, row in plan.members])
     return unit_ids, person_ids
+
+
+class _Details:
+    """ID numbers, ethnicity, phones, herds and flags: what the registry knows beyond names."""
+
+    def __init__(self, rng: random.Random, taken_phones: set[str]):
+        self.rng = rng
+        self.id_numbers: set[str] = set()
+        self.phones = set(taken_phones)
+
+    def birth_date(self, year: int) -> date:
+        first = date(year, 1, 1)
+        last = min(date(year, 12, 31), LATEST_BIRTH)
+        return first + timedelta(days=self.rng.randrange((last - first).days + 1))
+
+    def id_number(self, born: date, sex: str) -> str:
+        # Region, birth date, a sequence whose last digit is odd for men and even for women, check.
+        while True:
+            sequence = self.rng.randrange(500) * 2 + (1 if sex == "M" else 0)
+            first17 = f"{COUNTY_ADMIN_CODE}{born:%Y%m%d}{sequence:03d}"
+            number = first17 + check_character(first17)
+            if number not in self.id_numbers:
+                self.id_numbers.add(number)
+                return number
+
+    def phone(self) -> str:
+        while True:
+            number = f"{self.rng.choice(('139', '158', '177', '189', '199'))}{self.rng.randrange(10**8):08d}"
+            if number not in self.phones:
+                self.phones.add(number)
+                return number
+
+    def herd(self, town: bool) -> dict[str, int]:
+        """This year's head counts: every herding household keeps yaks; sheep, goats, horses vary."""
+        rng = self.rng
+        scale = 0.35 if town else 1.0
+        return {
+            "yak": round(rng.lognormvariate(3.7, 0.55) * scale),
+            "sheep": round(rng.lognormvariate(3.6, 0.8) * scale) if rng.random() < 0.6 else 0,
+            "goat": rng.randint(3, 30) if rng.random() < 0.3 else 0,
+            "horse": rng.randint(1, 4) if rng.random() < 0.6 else 0,
+        }
+
+    def last_year(self, herd: dict[str, int]) -> dict[str, int]:
+        # Herds move with births, sales and winter losses: last year within about a fifth of this one.
+        return {species: max(0, round(count * self.rng.uniform(0.8, 1.2))) for species, count in herd.items()}
+
+
+def _household_items(plan: _Plan, unit_ids: list[int], rng: random.Random) -> list[HouseholdIn]:
+    details = _Details(rng, {person["phone"] for person in plan.persons})
+    members_of: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for household, row in plan.members:
+        members_of[household].append(row)
+    town_units = {
+        i
+        for i, unit in enumerate(plan.units)
+        if unit["kind"] == "liaison" and unit["code"].startswith(TOWN_SLUG)
+    }
+    flags = _flags(plan, members_of, rng)
+
+    items = []
+    for h, (unit, row) in enumerate(plan.households):
+        ethnicity = rng.choices(list(ETHNICITY_WEIGHTS), weights=list(ETHNICITY_WEIGHTS.values()))[0]
+        members = []
+        for member in members_of[h]:
+            born = details.birth_date(member["birth_year"])
+            is_head = member["relation"] == "户主"
+            members.append(
+                MemberIn(
+                    name=member["name"],
+                    name_bo=member["name_bo"],
+                    relation=member["relation"],
+                    ethnicity=ethnicity,
+                    phone=details.phone() if is_head and rng.random() < 0.8 else None,
+                    id_number=details.id_number(born, member["sex"]),
+                )
+            )
+        herd = details.herd(unit in town_units)
+        livestock = [
+            LivestockIn(year=year, species=species, head_count=count)
+            for year, counts in ((CURRENT_YEAR, herd), (CURRENT_YEAR - 1, details.last_year(herd)))
+            for species, count in counts.items()
+        ]
+        items.append(
+            HouseholdIn(
+                **row,
+                liaison_unit_id=unit_ids[unit],
+                grassland_area_mu=round(len(members) * rng.uniform(300, 900), 1),
+                flags=flags[h],
+                members=members,
+                livestock=livestock,
+            )
+        )
+    return items
+
+
+def _flags(plan: _Plan, members_of: dict[int, list[dict[str, Any]]], rng: random.Random) -> list[set[str]]:
+    """Exact shares of flagged households; five-guarantee and left-behind go to elderly heads."""
+    count = len(plan.households)
+    elderly = [h for h in range(count) if members_of[h][0]["birth_year"] <= ELDERLY_BORN_BY]
+    alone = [h for h in elderly if len(members_of[h]) <= 2] or elderly
+    pools = {
+        "low_income": list(range(count)),
+        "disability": list(range(count)),
+        "five_guarantee": alone,
+        "left_behind_elderly": elderly,
+    }
+    flags: list[set[str]] = [set() for _ in range(count)]
+    for flag, share in FLAG_SHARES.items():
+        pool = pools[flag]
+        for h in rng.sample(pool, min(len(pool), round(share * count))):
+            flags[h].add(flag)
+    return flags
 
 
 def _write_accounts(path: Path, accounts: list[dict[str, Any]]) -> None:
@@ -368,11 +501,24 @@ def _write_accounts(path: Path, accounts: list[dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
-def seed_demo(session_factory: sessionmaker, var_dir: Path, rng_seed: int = 2026) -> dict[str, Any]:
-    """Build the demo county into an empty registry and write ``var_dir/demo-accounts.json``."""
+def seed_demo(
+    session_factory: sessionmaker,
+    var_dir: Path,
+    rng_seed: int = 2026,
+    protector: Protector | None = None,
+) -> dict[str, Any]:
+    """Build the demo county into an empty registry and write ``var_dir/demo-accounts.json``.
+
+    ID numbers are encrypted with ``protector``, by default the one the registry service itself
+    builds from ``LIANHU_REGISTRY_*`` keys or ``var_dir/registry.keys``.
+    """
+    if protector is None:
+        protector = Protector(*RegistrySettings(var_dir=Path(var_dir)).protection_keys())
     plan = _plan_county(random.Random(rng_seed))
     with session_factory.begin() as session:
         unit_ids, person_ids = _write(session, plan)
+        items = _household_items(plan, unit_ids, random.Random(f"{rng_seed}-{DETAILS_SEED_SUFFIX}"))
+        records.apply_households(session, items, SEED_ACTOR, "demo seed", protector)
 
     accounts = [
         {
