@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -40,7 +41,11 @@ class KitSettings(BaseSettings):
     def signing_key(self) -> str:
         if self.secret_key:
             return self.secret_key
-        key_file = self.var_dir / "secret.key"
+        return self.local_secret("secret.key", lambda: secrets.token_urlsafe(48))
+
+    def local_secret(self, name: str, make: Callable[[], str]) -> str:
+        """A secret made once and kept in ``var/<name>`` (mode 0600), for a single-machine setup."""
+        key_file = self.var_dir / name
         if not key_file.exists():
             self.var_dir.mkdir(parents=True, exist_ok=True)
             # O_EXCL: two services starting together must not each write their own key.
@@ -50,7 +55,7 @@ class KitSettings(BaseSettings):
                 pass
             else:
                 with os.fdopen(fd, "w") as handle:
-                    handle.write(secrets.token_urlsafe(48))
+                    handle.write(make())
         return key_file.read_text().strip()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import os
 import secrets
 from functools import lru_cache
 
@@ -20,19 +19,13 @@ class RegistrySettings(KitSettings):
     def protection_keys(self) -> tuple[bytes, bytes]:
         if self.registry_encryption_key and self.registry_index_key:
             return base64.b64decode(self.registry_encryption_key), base64.b64decode(self.registry_index_key)
-        key_file = self.var_dir / "registry.keys"
-        if not key_file.exists():
-            self.var_dir.mkdir(parents=True, exist_ok=True)
-            try:
-                fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                pass
-            else:
-                with os.fdopen(fd, "w") as handle:
-                    handle.write(f"{base64.b64encode(secrets.token_bytes(32)).decode()}\n")
-                    handle.write(f"{base64.b64encode(secrets.token_bytes(32)).decode()}\n")
-        encryption, index = key_file.read_text().split()
+        stored = self.local_secret("registry.keys", lambda: f"{new_key()}\n{new_key()}\n")
+        encryption, index = stored.split()
         return base64.b64decode(encryption), base64.b64decode(index)
+
+
+def new_key() -> str:
+    return base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 @lru_cache
