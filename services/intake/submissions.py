@@ -181,7 +181,14 @@ class ReportWriter:
                     stopping = True
                     break
                 batch.append(item)
-            self._commit(batch)
+            try:
+                self._commit(batch)
+            except Exception as error:  # the writer must outlive any one batch, or every later request waits
+                log.exception("report writer failed on a batch")
+                for item in batch:
+                    self._release(item)
+                    if not item.future.done():
+                        item.future.set_exception(error)
             if stopping:
                 return
 

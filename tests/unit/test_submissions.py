@@ -206,3 +206,15 @@ def test_accounts_authenticate_by_scrypt_hash(sessions):
         assert authenticate(session, "nobody", "s3cret-pass") is None
         stored = session.get(Account, "jq-lw").password_hash
     assert stored.startswith("scrypt$") and "s3cret-pass" not in stored
+
+
+def test_the_writer_outlives_a_batch_that_breaks_it(sessions, writer, monkeypatch):
+    def broken(_batch):
+        raise RuntimeError("unexpected")
+
+    monkeypatch.setattr(writer, "_commit", broken)
+    writer.start()
+    with pytest.raises(RuntimeError):
+        accept(writer, WORKER, "雪灾", "k9")
+    monkeypatch.undo()
+    assert accept(writer, WORKER, "雪灾", "k9").status_code == 201
