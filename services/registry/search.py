@@ -49,7 +49,8 @@ MAX_PAGE_SIZE = 100
 # is for finding someone, and counting every 扎西 in a county (half its households) would cost more
 # than the search itself. The registry's aggregates are the place for counts.
 TOTAL_CAP = 1_000
-# A query with at most this many hits is ranked in memory from one fetch of their documents.
+# A query with at most this many hits is ranked in memory from one fetch of their documents (twice
+# as many on PostgreSQL, where counting them would read the same heap rows as fetching them).
 MATERIALISE_LIMIT = 500
 # A rank with at most this many hits is fetched (ids and book numbers) and sorted; a denser one is
 # paged by walking book order, which then meets a hit every N_scope / TIER_LIMIT rows or sooner.
@@ -283,8 +284,10 @@ def _key_plan(
     exact_ids.update(session.scalars(select(Household.id).where(Household.book_no == book)))
     tail_ids: set[int] = set()
     if phone is not None:
-        exact_ids.update(session.scalars(select(Member.household_id).where(Member.phone == phone)))
-        if 4 <= len(phone) <= 11:
+        phone_ids = set(session.scalars(select(Member.household_id).where(Member.phone == phone)))
+        exact_ids.update(phone_ids)
+        # A whole number found as typed needs no tail search (which finds it again).
+        if 4 <= len(phone) <= 11 and not (phone_ids and len(phone) == 11):
             # The index holds each phone's last four digits; longer tails are checked on the document.
             tail = _Text((_Key(f"#{phone[-4:]}"),), needles=(f"{phone}{PHONE_END}",))
             tail_ids = set(_engine_for(session).text_ids(tail, TOTAL_CAP))
@@ -307,10 +310,9 @@ def _rank(
     engine: _Engine, plan: _Plan, filters: _Filters, offset: int, limit: int
 ) -> tuple[list[tuple[int, int]], int, bool]:
     """The page as (rank, household id) pairs, the total, and whether the total is an estimate."""
-    total = engine.count(plan.union, filters, TOTAL_CAP + 1)
-    if total <= MATERIALISE_LIMIT:
+    total, rows = engine.union(plan.union, filters)
+    if rows is not None:
         # Few enough to rank in memory: one fetch answers the page, and the total is exact.
-        rows = engine.fetch(plan.union, filters, MATERIALISE_LIMIT + 1, with_doc=True)
         ranked = sorted((_rank_of(plan, row), row[1], row[0]) for row in rows)
         return [(rank, hid) for rank, _, hid in ranked[offset : offset + limit]], len(ranked), False
 
@@ -323,18 +325,22 @@ def _rank(
     for tier in plan.tiers:
         if need == 0:
             break
-        count, rows = engine.sample(tier.selection, filters, TIER_LIMIT + 1, skip + need)
-        if rows is None and skip + need > TIER_LIMIT:
-            # A deep page of a dense rank: walking to it is only worth it if the rank reaches it.
-            count = engine.count(tier.selection, filters, skip + need + 1)
-        if count <= skip:
-            skip -= count
-            continue
-        if rows is not None:
-            ids = [row[0] for row in sorted(rows, key=lambda row: row[1])[skip : skip + need]]
-        else:
-            # Dense: walk the scope in book order, testing each document, until the page is full.
+        first = engine.first(tier.selection, filters, TIER_LIMIT + 1, skip + need)
+        if first is None:
+            # Dense. A later page is only worth walking to if the rank reaches it.
+            if skip:
+                count = engine.count(tier.selection, filters, skip + 1)
+                if count <= skip:
+                    skip -= count
+                    continue
+            # Walk the scope in book order, testing each document, until the page is full.
             ids = engine.walk(tier.selection, filters, skip, need)
+        else:
+            rows, count = first
+            if count is not None and count <= skip:
+                skip -= count
+                continue
+            ids = [row[0] for row in rows[skip : skip + need]]
         page.extend((tier.rank, hid) for hid in ids)
         need -= len(ids)
         skip = 0
@@ -383,15 +389,24 @@ class _Engine:
         """How many match, counting no further than ``cap``."""
         raise NotImplementedError
 
-    def sample(
+    def union(self, selection: _Selection, filters: _Filters) -> tuple[int, list[tuple[Any, ...]] | None]:
+        """How many match (up to TOTAL_CAP + 1), and their (id, book_no, doc) if no more than
+        MATERIALISE_LIMIT."""
+        total = self.count(selection, filters, TOTAL_CAP + 1)
+        if total > MATERIALISE_LIMIT:
+            return total, None
+        return total, self.fetch(selection, filters, MATERIALISE_LIMIT + 1, with_doc=True)
+
+    def first(
         self, selection: _Selection, filters: _Filters, limit: int, wanted: int
-    ) -> tuple[int, list[tuple[Any, ...]] | None]:
-        """(count, rows) when fewer than ``limit`` match; (``limit``, None) when at least that many,
-        or when walking book order for the first ``wanted`` is plainly cheaper than finding out."""
-        count = self.count(selection, filters, limit)
-        if count >= limit:
-            return count, None
-        return count, self.fetch(selection, filters, limit)
+    ) -> tuple[list[tuple[Any, ...]], int | None] | None:
+        """The first ``wanted`` matches in book order, and how many match in all if fewer than
+        ``wanted`` (else None); or None when ``limit`` or more match (walk book order instead)."""
+        rows = self.fetch(selection, filters, limit)
+        if len(rows) >= limit:
+            return None
+        rows.sort(key=lambda row: row[1])
+        return rows[:wanted], len(rows) if len(rows) < wanted else None
 
     def text_ids(self, match: _Text, limit: int) -> list[int]:
         """Ids of households holding ``match``'s keys and needles, unfiltered (phone tails: a handful)."""
@@ -529,6 +544,29 @@ class _Sqlite(_Engine):
             f"WHERE search_households_keys MATCH :expression{excluded}"
         )
 
+    def first(
+        self, selection: _Selection, filters: _Filters, limit: int, wanted: int
+    ) -> tuple[list[tuple[Any, ...]], int | None] | None:
+        # Index rows (members and heads) bound the households from above and cost no lookups to
+        # count: ``limit`` of them means walking. Otherwise SQLite sorts the few and keeps the first.
+        params: dict[str, Any] = {}
+        hits = self._hits(selection, filters, params, "d.household_id, d.book_no")
+        if hits is None:
+            return super().first(selection, filters, limit, wanted)
+        bound = self.session.scalar(
+            text(
+                "SELECT count(*) FROM (SELECT rowid FROM search_households_keys "
+                f"WHERE search_households_keys MATCH :expression LIMIT {int(limit)})"
+            ),
+            {"expression": params["expression"]},
+        )
+        if bound >= limit:
+            return None
+        rows = [
+            tuple(row) for row in self.session.execute(text(f"{hits} ORDER BY 2 LIMIT {int(wanted)}"), params)
+        ]
+        return rows, len(rows) if len(rows) < wanted else None
+
     def _contains(self, params: dict[str, Any], needle: str) -> str:
         return f"instr(d.doc, {self._bind(params, needle)}) > 0"
 
@@ -642,7 +680,7 @@ class _Postgres(_Engine):
         ):
             common = dict(zip(values or (), freqs or (), strict=False))
             if name.startswith("flag_"):
-                stats.flags[name.removeprefix("flag_")] = common.get("true", 0.0)
+                stats.flags[name.removeprefix("flag_")] = common.get("t", 0.0)  # booleans read as t/f
             else:
                 # n_distinct < 0 is a share of the rows; the values not listed share what is left.
                 distinct = -distinct * stats.rows if distinct < 0 else distinct
@@ -699,11 +737,10 @@ class _Postgres(_Engine):
         if match is not None and not selection.keys and selection.book_prefix is None:
             if self._share(selection, filters) >= DENSE_SHARE:
                 conditions.append(self._needle_test(match, params))
+                params["tested"] = True
             else:
-                keys = [self._pg_token(k) for k in match.keys]
-                conditions.append(
-                    f"search_household_keys(d.doc) && CAST({self._bind(params, keys)} AS text[])"
-                )
+                params["keys"] = [self._pg_token(k) for k in match.keys]
+                conditions.append("search_household_keys(d.doc) && CAST(:keys AS text[])")
                 if match.not_needles or any(self._pg_token(k) != k.token for k in match.keys):
                     # "None of the better ranks' keys", or a truncated key's check, on the document.
                     conditions.append(self._needle_test(match, params))
@@ -720,28 +757,46 @@ class _Postgres(_Engine):
         params: dict[str, Any] = {}
         where = self._where(selection, filters, params)
         columns = "d.household_id, d.book_no" + (", d.doc" if with_doc else "")
-        sql = f"SELECT {columns} FROM search_households d WHERE {where} LIMIT {int(limit)}"
+        sql = (
+            f"SELECT {columns} FROM search_households d WHERE {where}{self._order(params)} LIMIT {int(limit)}"
+        )
         return [tuple(row) for row in self.session.execute(text(sql), params)]
 
-    def sample(
+    def first(
         self, selection: _Selection, filters: _Filters, limit: int, wanted: int
-    ) -> tuple[int, list[tuple[Any, ...]] | None]:
+    ) -> tuple[list[tuple[Any, ...]], int | None] | None:
         # Walking meets the first ``wanted`` within wanted / share rows, in scope order (close to the
         # heap's order); fetching reads up to ``limit`` scattered heap pages to find out the count.
         share = self._share(selection, filters)
         if share > 0 and wanted / share <= WALK_ROWS:
             expected = share * self._scope_rows(filters.scope)
             if expected >= limit or wanted / share <= limit / 10:
-                return limit, None
-        # Counting reads the same heap rows as fetching them: fetch at once.
-        rows = self.fetch(selection, filters, limit)
-        return (len(rows), rows) if len(rows) < limit else (limit, None)
+                return None
+        return super().first(selection, filters, limit, wanted)
 
     def count(self, selection: _Selection, filters: _Filters, cap: int) -> int:
         params: dict[str, Any] = {}
         where = self._where(selection, filters, params)
-        sql = f"SELECT count(*) FROM (SELECT 1 FROM search_households d WHERE {where} LIMIT {int(cap)}) hits"
-        return int(self.session.scalar(text(sql), params))
+        inner = f"SELECT 1 FROM search_households d WHERE {where}{self._order(params)} LIMIT {int(cap)}"
+        return int(self.session.scalar(text(f"SELECT count(*) FROM ({inner}) hits"), params))
+
+    def _order(self, params: dict[str, Any]) -> str:
+        """Documents tested one by one are read along the scope's book-ordered index: with a bare
+        LIMIT the planner may scan the table from the start, and a township's households may all
+        lie at its end."""
+        return f" ORDER BY d.book_no{self._collate}" if params.pop("tested", False) else ""
+
+    def union(self, selection: _Selection, filters: _Filters) -> tuple[int, list[tuple[Any, ...]] | None]:
+        # Counting reads the same heap rows as fetching them: unless many are expected, fetch up to
+        # the cap at once and rank whatever fits in memory (the ranks need not be counted apart).
+        in_memory = min(TOTAL_CAP, 2 * MATERIALISE_LIMIT)
+        if self._share(selection, filters) * self._scope_rows(filters.scope) <= 2 * in_memory:
+            rows = self.fetch(selection, filters, in_memory + 1, with_doc=True)
+            if len(rows) <= in_memory:
+                return len(rows), rows
+            if in_memory == TOTAL_CAP:
+                return len(rows), None
+        return self.count(selection, filters, TOTAL_CAP + 1), None
 
 
 def _engine_for(session: Session) -> _Engine:
@@ -785,7 +840,9 @@ def _items(session: Session, plan: _Plan, ranked: list[tuple[int, int]]) -> list
         members[row.household_id].append(row)
     items = []
     for hid in ids:
-        household = households[hid]
+        household = households.get(hid)
+        if household is None:
+            continue  # deleted since it was ranked (another transaction committed in between)
         items.append(
             {
                 "id": household.id,

@@ -1,12 +1,12 @@
-"""registry search: a search document and search keys per household, kept by triggers
+"""registry search: a search document per household and search keys, kept by triggers
 
 Revision ID: 0003_search_indexes
 Revises: 0002_household_registry
 
-Search answers households, ranked (exact name, then name prefix, then inside a name) and then by
+Search answers households, ranked (exact name, then name prefix, then later in a name) and then by
 book number, filtered by org subtree and flags. Indexes on the member columns cannot do that at 10^6
 people: a common name part (扎西) matches half of all households, and deduplicating, filtering and
-ordering 10^5 member hits takes 0.5-1 s; trigram indexes (pg_trgm, FTS5 ``trigram``) were measured
+ordering 10^5 member hits took 0.5-1 s; trigram indexes (pg_trgm, FTS5 ``trigram``) were measured
 too, and a Tibetan name is a dozen very common trigrams: 30-400 ms. So each household gets:
 
 - a **search document**, one row in ``search_households``: ``\\x02\\x02<name>\\x03\\x03`` for the
@@ -14,24 +14,27 @@ too, and a Tibetan name is a dozen very common trigrams: 30-400 ms. So each hous
   phone; beside it the book number, the liaison unit, its ancestors at depths 1-3 (county,
   township, village) and the flags, with a ``(scope, book_no)`` index for each scope. A query that
   matches many households is paged by walking that index in book order and testing documents.
-- **search keys**, whole tokens for the index, so a lookup costs what it finds, not what its
-  letters have in common with everyone else's:
-  ``=name`` (whole name); Chinese ``^name`` and ``~suffix`` for every later starting character
-  (found by prefix, SQLite) or every prefix and substring (PostgreSQL, which has no prefix index);
-  Tibetan by whole syllables, ``^`` + the first 1-8 syllables and ``~`` + any 1-8 consecutive
-  syllables not starting the name; ``#`` + the last 4 digits of each phone.
+- **search keys**, whole tokens, so a lookup costs what it finds, not what its letters have in
+  common with everyone else's: ``=name`` (the whole name); Chinese ``^`` + the name and ``~`` + each
+  later suffix, each also cut to its first one and two characters (SQLite finds longer queries by
+  token prefix), or ``^`` + every prefix and ``~`` + every later substring up to 16 characters
+  (PostgreSQL, whose GIN has no prefix search); Tibetan by whole syllables, ``^`` + the name's first
+  syllables and ``~`` + every run of syllables after the first; ``#`` + a phone's last 4 digits.
 
-SQLite: ``search_households_keys`` is a contentless FTS5 table (``detail=none``, prefix indexes for
-2 and 3 characters) whose tokens are the keys plus ``@<unit id>`` for each unit on the path and
-``!<flag>``. Row triggers keep it: BEFORE a change, the household's current keys are deleted (a
-contentless table forgets only what it is told, word for word); AFTER it, the new ones go in.
+SQLite: ``search_households_keys``, a contentless FTS5 table (``detail=none``) with one row per
+member (rowid: the member's id) and per household head (minus the household's id), holding its keys
+and its household's ``scope_keys`` (``@<unit id>`` for each unit on the path, ``!<flag>``). Row
+triggers keep it: a member write touches its own row and appends to its household's document; only
+a household's head, flags or liaison unit, or a unit's path, re-key the rows under it. A contentless
+table forgets a row only when told its tokens word for word, so deletes replay them from the old
+values (and from ``scope_keys`` before it is rebuilt).
 
 PostgreSQL: the keys are ``search_household_keys(doc)``, an immutable function behind a GIN
 expression index, so they take no room in the table; statement-level triggers with transition
 tables refresh each touched household once per statement.
 
-None of this is in the models: every object is named ``search_*``, which the model comparison skips
-(``lianhu.db.include_modelled``).
+None of this is in the models: every object is named ``search_*``, which the model comparison and
+autogenerate skip (``lianhu.db.include_modelled``).
 """
 
 from __future__ import annotations
