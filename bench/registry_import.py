@@ -57,42 +57,26 @@ from services.registry.idnumber import check_character  # noqa: E402
 from services.registry.models import OrgUnit  # noqa: E402
 from services.registry.protection import Protector  # noqa: E402
 from services.registry.schemas import Actor  # noqa: E402
+from services.registry.seed import (  # noqa: E402
+    COUNTY_ADMIN_CODE,
+    FEMALE_SECOND,
+    MALE_FIRST,
+    MALE_SECOND,
+    PARTS,
+    invented_phone,
+)
 
 MIGRATIONS = ROOT / "services" / "registry" / "migrations"
-REGION = "632624"  # Gande County: the ID numbers' and book numbers' prefix
+REGION = COUNTY_ADMIN_CODE  # the ID numbers' and book numbers' prefix
 TOWNSHIPS = (("柯曲镇", "kequ"), ("上贡麻乡", "shanggongma"), ("下贡麻乡", "xiagongma"),
              ("岗龙乡", "ganglong"), ("青珍乡", "qingzhen"), ("江千乡", "jiangqian"),
              ("下藏科乡", "xiazangke"))  # fmt: skip
 VILLAGES_PER_TOWNSHIP = 4
 HOUSEHOLDS_PER_UNIT = 8
-# Pastoral Tibetans carry no surname: two parts, the second usually marking the sex.
-MALE = (
-    ("扎西", "བཀྲ་ཤིས"),
-    ("才让", "ཚེ་རིང"),
-    ("多杰", "རྡོ་རྗེ"),
-    ("尼玛", "ཉི་མ"),
-    ("索南", "བསོད་ནམས"),
-    ("旦增", "བསྟན་འཛིན"),
-    ("达娃", "ཟླ་བ"),
-    ("桑杰", "སངས་རྒྱས"),
-    ("更登", "དགེ་འདུན"),
-    ("才旦", "ཚེ་བརྟན"),
-    ("仁青", "རིན་ཆེན"),
-    ("洛桑", "བློ་བཟང"),
-    ("格桑", "སྐལ་བཟང"),
-    ("江央", "འཇམ་དབྱངས"),
-    ("诺布", "ནོར་བུ"),
-)
-FEMALE = (
-    ("卓玛", "སྒྲོལ་མ"),
-    ("拉毛", "ལྷ་མོ"),
-    ("措毛", "མཚོ་མོ"),
-    ("吉毛", "སྐྱིད་མོ"),
-    ("央金", "དབྱངས་ཅན"),
-    ("白玛", "པད་མ"),
-    ("德吉", "བདེ་སྐྱིད"),
-    ("曲珍", "ཆོས་སྒྲོན"),
-)
+# The demo seed's name parts (pastoral Tibetans carry no surname: two parts, the second usually
+# marking the sex).
+MALE = tuple((part, PARTS[part]) for part in dict.fromkeys(MALE_FIRST + MALE_SECOND))
+FEMALE = tuple((part, PARTS[part]) for part in FEMALE_SECOND)
 # Household sizes as in the demo seed: mean about four.
 SIZE_WEIGHTS = {1: 4, 2: 12, 3: 22, 4: 27, 5: 18, 6: 10, 7: 5, 8: 2}
 FLAG_SHARES = {"低保户": 0.08, "残疾": 0.03, "五保户": 0.005, "留守老人": 0.05}  # fmt: skip
@@ -221,12 +205,7 @@ class People:
         return first17 + check_character(first17)
 
     def phone(self) -> str:
-        while True:
-            prefix = self.rng.choice(("139", "147", "158", "177", "189", "199"))
-            number = f"{prefix}{self.rng.randrange(10**8):08d}"
-            if number not in self.phones:
-                self.phones.add(number)
-                return number
+        return invented_phone(self.rng, self.phones)
 
 
 def household_sizes(rng: random.Random, rows: int) -> list[int]:

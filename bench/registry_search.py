@@ -67,12 +67,13 @@ from lianhu.db import make_engine, make_session_factory, migrate, normalise_url 
 from services.registry import search  # noqa: E402
 from services.registry.idnumber import CHECK_CHARACTERS, mask_id_number  # noqa: E402
 from services.registry.protection import Protector  # noqa: E402
+from services.registry.seed import COUNTY_ADMIN_CODE  # noqa: E402
 
 MIGRATIONS = ROOT / "services" / "registry" / "migrations"
 # Fixed bench keys: the data is invented, and a fixed key makes two runs build the same index.
 BENCH_ENCRYPTION_KEY = hashlib.sha256(b"lianhu bench encryption key").digest()
 BENCH_INDEX_KEY = hashlib.sha256(b"lianhu bench blind-index key").digest()
-COUNTY_CODE = "632624"
+COUNTY_CODE = COUNTY_ADMIN_CODE
 
 # Name parts as pastoral Tibetans carry them (no surname; two parts, the second often marking the
 # sex), in Chinese transcription and Tibetan script. Variant transcriptions of one Tibetan name

@@ -360,6 +360,8 @@ def _xlsx_rows(data: bytes) -> Iterator[tuple[int, tuple[Any, ...]]]:
         ) from None
     except xlsx.NoWorksheet:
         raise _FileError("XLSX 文件中没有工作表", "the XLSX file has no worksheet") from None
+    # zipfile raises NotImplementedError for a compression method it cannot read: to the user that
+    # is a file we cannot open, like any other corruption.
     except (xlsx.XlsxError, zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError):
         raise corrupt from None
 

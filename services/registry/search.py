@@ -33,6 +33,7 @@ import re
 import time
 import unicodedata
 import weakref
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -373,18 +374,20 @@ def _successor(prefix: str) -> str | None:
     return None
 
 
-class _Engine:
+class _Engine(ABC):
     """The four questions ranking asks, answered with each engine's own index structures."""
 
     def __init__(self, session: Session):
         self.session = session
 
+    @abstractmethod
     def fetch(
         self, selection: _Selection, filters: _Filters, limit: int, with_doc: bool = False
     ) -> list[tuple[Any, ...]]:
         """Up to ``limit`` matching (id, book_no[, doc]), in no particular order."""
         raise NotImplementedError
 
+    @abstractmethod
     def count(self, selection: _Selection, filters: _Filters, cap: int) -> int:
         """How many match, counting no further than ``cap``."""
         raise NotImplementedError
@@ -421,6 +424,7 @@ class _Engine:
         params[name] = value
         return f":{name}"
 
+    @abstractmethod
     def _contains(self, params: dict[str, Any], needle: str) -> str:
         raise NotImplementedError
 
@@ -463,6 +467,7 @@ class _Engine:
             return f"d.liaison_unit_id = {self._bind(params, scope.unit_id)}"
         return self._path_prefix(scope.path, params)
 
+    @abstractmethod
     def _path_prefix(self, path: str, params: dict[str, Any]) -> str:
         raise NotImplementedError
 
@@ -473,6 +478,7 @@ class _Engine:
             conditions.insert(0, self._scope_condition(filters.scope, params))
         return self._ordered_source(filters.scope), " AND ".join(conditions) or "1 = 1"
 
+    @abstractmethod
     def _flag_conditions(self, flags: Sequence[str], params: dict[str, Any]) -> list[str]:
         raise NotImplementedError
 

@@ -107,6 +107,18 @@ PARTS = {
 }
 
 
+MOBILE_PREFIXES = ("139", "147", "158", "177", "189", "199")
+
+
+def invented_phone(rng: random.Random, taken: set[str]) -> str:
+    """A made-up number in the mobile format (1xx xxxx xxxx), not in ``taken`` (which it joins)."""
+    while True:
+        number = f"{rng.choice(MOBILE_PREFIXES)}{rng.randrange(10**8):08d}"
+        if number not in taken:
+            taken.add(number)
+            return number
+
+
 def _parts(text: str) -> tuple[str, ...]:
     return tuple(text.split())
 
@@ -174,13 +186,7 @@ class _People:
         return "M" if self.rng.random() < male_share else "F"
 
     def phone(self) -> str:
-        # Invented numbers in the mobile format (1xx xxxx xxxx).
-        while True:
-            prefix = self.rng.choice(("139", "147", "158", "177", "189", "199"))
-            number = f"{prefix}{self.rng.randrange(10**8):08d}"
-            if number not in self.phones:
-                self.phones.add(number)
-                return number
+        return invented_phone(self.rng, self.phones)
 
     def person(self, plan: _Plan, male_share: float = 0.5) -> int:
         sex = self.sex(male_share)
@@ -401,11 +407,7 @@ class _Details:
                 return number
 
     def phone(self) -> str:
-        while True:
-            number = f"{self.rng.choice(('139', '158', '177', '189', '199'))}{self.rng.randrange(10**8):08d}"
-            if number not in self.phones:
-                self.phones.add(number)
-                return number
+        return invented_phone(self.rng, self.phones)
 
     def herd(self, town: bool) -> dict[str, int]:
         """This year's head counts: every herding household keeps yaks; sheep, goats, horses vary."""

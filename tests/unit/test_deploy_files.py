@@ -460,10 +460,19 @@ def test_prometheus_scrapes_compose_services(services):
 # --- (e) the tools themselves, when installed (`apt-get install prometheus docker-compose`) ---------
 
 
+def _tool(name: str, package: str) -> str:
+    """The tool's path. `make test` installs it; in CI its absence is a failure, not a skip."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not on PATH (Debian package `{package}` provides it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
 def test_promtool_accepts_the_prometheus_config():
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool is not on PATH (Debian package `prometheus` provides it)")
+    promtool = _tool("promtool", "prometheus")
     result = subprocess.run(
         [promtool, "check", "config", str(PROMETHEUS_CONFIG)], capture_output=True, text=True, timeout=60
     )
@@ -471,9 +480,7 @@ def test_promtool_accepts_the_prometheus_config():
 
 
 def _docker_compose_config(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
-    docker_compose = shutil.which("docker-compose")
-    if docker_compose is None:
-        pytest.skip("docker-compose is not on PATH (Debian package `docker-compose` provides it)")
+    docker_compose = _tool("docker-compose", "docker-compose")
     empty_env_file = tmp_path / "empty.env"  # a developer's own .env must not hide a missing secret
     empty_env_file.write_text("")
     clean = {key: value for key, value in os.environ.items() if key not in SECRET_VARIABLES}
