@@ -22,6 +22,8 @@ class KitSettings(BaseSettings):
 
     amqp_uri: str = "amqp://guest:guest@127.0.0.1:5672/"
     var_dir: Path = Path("var")
+    # Content-addressed files (certificate scans, recordings); one shared volume in compose.
+    blob_dir: Path | None = None
     # Signs access tokens. Left empty, a random key is made once and kept in var/secret.key:
     # fine on one machine, but every replica of a real deployment must share one set here.
     secret_key: str = ""
@@ -37,6 +39,10 @@ class KitSettings(BaseSettings):
         if url:
             return url
         return f"sqlite:///{(self.var_dir / f'{service}.db').resolve()}"
+
+    def blob_root(self, owner: str) -> Path:
+        """Where ``owner``'s blobs live: ``<blob_dir>/<owner>``, ``var/blobs/<owner>`` by default."""
+        return (self.blob_dir or self.var_dir / "blobs") / owner
 
     def signing_key(self) -> str:
         if self.secret_key:

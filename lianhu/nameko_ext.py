@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import Any, TypeVar
 
 import eventlet
+import eventlet.semaphore
+import eventlet.tpool
 from kombu import Connection
 from kombu.pools import producers
 from nameko.exceptions import RemoteError, UnknownService
@@ -30,37 +33,71 @@ from nameko.extensions import DependencyProvider
 from nameko.messaging import Consumer
 from pydantic import ValidationError
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from lianhu.config import kit_settings
-from lianhu.db import make_engine, make_session_factory
+from lianhu.db import make_engine, make_read_session_factory, make_session_factory
 from lianhu.events import Event
 from lianhu.topology import declare, subscription, work_queue
 
 log = logging.getLogger(__name__)
 
 MAX_RETRY_PAUSE_SECONDS = 30.0
+T = TypeVar("T")
 
 
 class RpcTimeout(Exception):
     """A peer did not answer in time (an ordinary exception, so the message is retried)."""
 
 
+class Sessions:
+    """A service's database for one worker: ``with db() as s`` reads, ``with db.begin() as s`` writes,
+    ``db.off_hub(work)`` runs long or lock-waiting work away from the hub."""
+
+    def __init__(self, provider: Database):
+        self._provider = provider
+
+    def __call__(self) -> Session:
+        # Read-only: on SQLite it takes no write lock, so reads go on while a writer holds it.
+        return self._provider.read_sessions()
+
+    def begin(self) -> AbstractContextManager[Session]:
+        return self._provider.sessions.begin()
+
+    def off_hub(self, work: Callable[..., T], *args: Any) -> T:
+        """Run ``work(sessionmaker, *args)`` in a native thread, one such work at a time.
+
+        The database drivers block in C: a write that waits for a lock, or an import that runs for a
+        minute, would freeze every other worker and the broker heartbeats on the eventlet hub. The
+        native thread gets its own engine without a pool, so it never shares a lock with the hub's
+        threads; one at a time, because a registry write serialises on the database anyway.
+        """
+        with self._provider.off_hub_turn:
+            return eventlet.tpool.execute(work, self._provider.off_hub_sessions, *args)
+
+
 class Database(DependencyProvider):
-    """Gives each worker the service's session factory: ``with self.db.begin() as session``."""
+    """Gives each worker the service's :class:`Sessions`."""
 
     def __init__(self, service: str):
         self.service = service
 
     def setup(self) -> None:
-        self.engine = make_engine(kit_settings().database_url(self.service))
+        url = kit_settings().database_url(self.service)
+        self.engine = make_engine(url)
         self.sessions = make_session_factory(self.engine)
+        self.read_sessions = make_read_session_factory(self.engine)
+        self.off_hub_engine = make_engine(url, poolclass=NullPool)
+        self.off_hub_sessions = make_session_factory(self.off_hub_engine)
+        self.off_hub_turn = eventlet.semaphore.Semaphore(1)
 
     def stop(self) -> None:
         self.engine.dispose()
+        self.off_hub_engine.dispose()
 
-    def get_dependency(self, worker_ctx) -> sessionmaker:
-        return self.sessions
+    def get_dependency(self, worker_ctx) -> Sessions:
+        return Sessions(self)
 
 
 class Topology(DependencyProvider):

@@ -118,15 +118,20 @@ class RpcClient:
         self._closed = False
 
     def call(self, service: str, method: str, *args, **kwargs) -> Any:
+        return self.call_within(self.timeout, service, method, *args, **kwargs)
+
+    def call_within(self, timeout: float, service: str, method: str, *args, **kwargs) -> Any:
+        """``call`` with its own deadline, for the few methods that work on whole files."""
         channel = self._take()
         try:
-            return self._call(channel, service, method, args, kwargs)
+            return self._call(channel, service, method, args, kwargs, timeout)
         except _ConnectionLost:
             if channel is None:
                 raise
-            # The kept connection died while idle (broker restart, network cut); reads are safe to
-            # send again, so one fresh connection is tried before giving up.
-            return self._call(None, service, method, args, kwargs)
+            # The kept connection died while idle (broker restart, network cut): one fresh
+            # connection is tried. The lost request may have run, so only idempotent methods
+            # (reads, upserts, deduplicated uploads) are called through this client.
+            return self._call(None, service, method, args, kwargs, timeout)
 
     def close(self) -> None:
         """Close every pooled connection; connections given back later are closed too."""
@@ -139,11 +144,13 @@ class RpcClient:
     def idle_count(self) -> int:
         return self._idle.qsize()
 
-    def _call(self, channel: _Channel | None, service: str, method: str, args: tuple, kwargs: dict) -> Any:
+    def _call(
+        self, channel: _Channel | None, service: str, method: str, args: tuple, kwargs: dict, timeout: float
+    ) -> Any:
         try:
             if channel is None:
                 channel = _Channel(self.settings, self.timeout)
-            result = channel.call(service, method, args, kwargs, self.timeout)
+            result = channel.call(service, method, args, kwargs, timeout)
         except (RemoteError, _NotRunning):
             # A definite answer came back over the connection, so it is fit for the next call.
             self._give_back(channel)
