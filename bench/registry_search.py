@@ -216,7 +216,7 @@ def _prefix_sum(prefix14: str) -> int:
 def _id_number(rng: random.Random, born: date, sex: str, taken: set[str]) -> str:
     """A GB 11643 number: region, birth date, sequence (odd for men), check character."""
     region = (
-        COUNTY_CODE if rng.random() < 0.9 else ("632621", "632622", "632623", "632625")[int(rng.random() * 4)]
+        COUNTY_CODE if rng.random() < 0.9 else ("632621", "632622", "632624", "632625")[int(rng.random() * 4)]
     )
     prefix = f"{region}{born.year:04d}{born.month:02d}{born.day:02d}"
     partial = _prefix_sum(prefix)

@@ -51,9 +51,9 @@ GENERAL_NOTES = (
      "The whole file is checked first: any error and nothing is imported, every error listed by row "
      "and column. Importing the same file again changes nothing."),
     ("身份证号、户口簿编号、电话请用文本格式；"
-     "导出的打码身份证号（如 632624**********12）导入时保持原号码不变。",
+     "导出的打码身份证号（如 632623**********12）导入时保持原号码不变。",
      "Keep ID numbers, book numbers and phones as text; a masked ID number from an export "
-     "(632624**********12) keeps the stored number."),
+     "(632623**********12) keeps the stored number."),
 )  # fmt: skip
 TEMPLATE_NOTE = (
     "模板第2行是示例，导入前请删除。",

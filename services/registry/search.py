@@ -5,7 +5,7 @@ What ``q`` looks like decides what runs, always on an index:
 - 17 digits and a check character: the national ID number, as an equality on the keyed blind index
   (the clear number is never stored, so never compared); and an exact book number.
 - digits only: a phone number (exact, or its last 4-11 digits) and a book number (exact or prefix).
-- other ASCII (``632624-JQ-00012``): a book number, exact or prefix.
+- other ASCII (``632623-JQ-00012``): a book number, exact or prefix.
 - anything else: a name, against every member's and the head's Chinese and Tibetan name. Chinese
   matches by characters (扎西 finds 扎西, 扎西才让 and 才让扎西); Tibetan by whole syllables, as it
   is written (བཀྲ་ཤིས finds བཀྲ་ཤིས་ཚེ་རིང and ཚེ་རིང་བཀྲ་ཤིས, not བཀྲ་ཤིསX; a query ending

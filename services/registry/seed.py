@@ -37,7 +37,7 @@ from services.registry.schemas import Actor, HouseholdIn, LivestockIn, MemberIn
 
 COUNTY_NAME = "甘德县"
 COUNTY_NAME_BO = "གད་སྡེ་རྫོང་"
-COUNTY_ADMIN_CODE = "632624"  # GB/T 2260 code of Gande County, the prefix of its household books
+COUNTY_ADMIN_CODE = "632623"  # GB/T 2260 code of Gande County, the prefix of its household books
 
 DEPARTMENTS = (
     ("emergency", "应急管理局"),
@@ -57,7 +57,7 @@ DEPARTMENTS = (
 class TownshipSpec:
     name: str
     slug: str  # ASCII, for unit codes and usernames
-    book_prefix: str  # household-book numbers: 632624-<prefix>-000123
+    book_prefix: str  # household-book numbers: 632623-<prefix>-000123
     centre: tuple[float, float]  # synthetic lat/lon the demo households scatter around
 
 

@@ -38,8 +38,8 @@ def _id_number(first16: str, check: str | None = None) -> str:
     raise AssertionError("no such number")
 
 
-ID_X = _id_number("6326241975061212", check="X")  # ends in X: searched for with a lower-case x
-ID_PLAIN = _id_number("6326241988020311")
+ID_X = _id_number("6326231975061212", check="X")  # ends in X: searched for with a lower-case x
+ID_PLAIN = _id_number("6326231988020311")
 
 LONG_NAME = "阿旺罗布桑丹贝坚赞嘉措旺姆次仁平措顿珠"
 # Org tree: county 1; townships 2 (江千乡) and 3 (柯曲镇); villages 4, 5; liaison units 6, 7.
@@ -54,13 +54,13 @@ UNITS = [
 ]
 # id, book number, liaison unit, head (Chinese, Tibetan), flags
 HOUSEHOLDS = [
-    (1, "632624-JQ-000001", 6, "扎西", "བཀྲ་ཤིས", {"low_income"}),
-    (2, "632624-JQ-000002", 6, "扎西才让", "བཀྲ་ཤིས་ཚེ་རིང", {"disability"}),
-    (3, "632624-JQ-000003", 6, "才让扎西", "ཚེ་རིང་བཀྲ་ཤིས", set()),
-    (4, "632624-KQ-000001", 7, "扎西多杰", "བཀྲ་ཤིས་རྡོ་རྗེ", set()),
-    (5, "632624-KQ-000002", 7, "王建国", None, set()),
-    (6, "632624-JQ-000010", 6, "多杰", "རྡོ་རྗེ", {"low_income", "left_behind_elderly"}),
-    (7, "632624-JQ-000011", 6, "才让多杰", "ཚེ་རིང་རྡོ་རྗེ", set()),
+    (1, "632623-JQ-000001", 6, "扎西", "བཀྲ་ཤིས", {"low_income"}),
+    (2, "632623-JQ-000002", 6, "扎西才让", "བཀྲ་ཤིས་ཚེ་རིང", {"disability"}),
+    (3, "632623-JQ-000003", 6, "才让扎西", "ཚེ་རིང་བཀྲ་ཤིས", set()),
+    (4, "632623-KQ-000001", 7, "扎西多杰", "བཀྲ་ཤིས་རྡོ་རྗེ", set()),
+    (5, "632623-KQ-000002", 7, "王建国", None, set()),
+    (6, "632623-JQ-000010", 6, "多杰", "རྡོ་རྗེ", {"low_income", "left_behind_elderly"}),
+    (7, "632623-JQ-000011", 6, "才让多杰", "ཚེ་རིང་རྡོ་རྗེ", set()),
 ]
 # id, household, name, Tibetan name, phone, ID number
 MEMBERS = [
@@ -156,7 +156,7 @@ def test_chinese_full_name(run):
     assert ids(result) == [7]
     assert result["total"] == 1 and result["total_is_estimate"] is False
     item = result["items"][0]
-    assert item["book_no"] == "632624-JQ-000011"
+    assert item["book_no"] == "632623-JQ-000011"
     assert item["head_name"] == "才让多杰" and item["head_name_bo"] == "ཚེ་རིང་རྡོ་རྗེ"
     assert item["liaison_unit_id"] == 6 and item["members"] == 2 and item["flags"] == []
     assert {"field": "name", "value": "才让多杰", "member_id": 12} in item["matched"]
@@ -212,7 +212,7 @@ def test_id_number_is_found_through_the_blind_index_and_shown_masked(run):
 
 def test_no_clear_id_number_in_any_result(run):
     dumped = json.dumps(
-        [run(q) for q in (ID_X, ID_X.lower(), ID_PLAIN, "多杰", "才让", "632624", None)], ensure_ascii=False
+        [run(q) for q in (ID_X, ID_X.lower(), ID_PLAIN, "多杰", "才让", "632623", None)], ensure_ascii=False
     )
     for number in (ID_X, ID_PLAIN):
         assert number not in dumped and number.lower() not in dumped and number[6:14] not in dumped
@@ -226,13 +226,13 @@ def test_id_number_search_needs_the_protector(sessions):
 
 
 def test_book_number_exact_and_prefix(run):
-    result = run("632624-JQ-000001")
+    result = run("632623-JQ-000001")
     assert ids(result) == [1]
-    assert result["items"][0]["matched"] == [{"field": "book_no", "value": "632624-JQ-000001"}]
-    assert ids(run("632624-JQ-00000")) == [1, 2, 3]
-    assert ids(run("632624-KQ")) == [4, 5]
-    assert run("632624")["total"] == 7
-    assert ids(run("６３２６２４－ＫＱ－０００００２")) == [5]  # full-width, as pasted from a spreadsheet
+    assert result["items"][0]["matched"] == [{"field": "book_no", "value": "632623-JQ-000001"}]
+    assert ids(run("632623-JQ-00000")) == [1, 2, 3]
+    assert ids(run("632623-KQ")) == [4, 5]
+    assert run("632623")["total"] == 7
+    assert ids(run("６３２６２３－ＫＱ－０００００２")) == [5]  # full-width, as pasted from a spreadsheet
 
 
 def test_phone_exact_and_last_digits(run):
