@@ -3,6 +3,7 @@
 Usage::
 
     .venv/bin/python bench/registry_import.py --rows 100000 [--database-url URL] [--format csv|xlsx]
+        [--profile FILE]
 
 What it does: builds a small org tree (7 townships, villages, one liaison unit per ~8 households) in a
 fresh database: a SQLite file in a temporary directory by default, or, with ``--database-url`` naming
@@ -21,18 +22,22 @@ Progress goes to stdout; the last line is JSON: ``{"rows", "seconds", "rows_per_
 process's CPU time over the whole import; ``parse_cpu_seconds``, ``write_cpu_seconds`` by phase),
 ``reimport_seconds``,
 ``reimport_unchanged`` and the import's ``counts``; with ``--export``, ``export``: the seconds and
-size of a full export in each format, and a re-import of the CSV export (must change nothing).
+size of a full export in each format, and a re-import of the CSV export (must change nothing). With
+``--profile``, the first import runs under cProfile: where its time goes is printed before the JSON
+(and saved for ``python -m pstats``); cProfile slows the Python parts, so its figures run high.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
 import csv
 import functools
 import io
 import json
 import os
+import pstats
 import random
 import sys
 import tempfile
@@ -316,8 +321,9 @@ class Stopwatch:
 
 
 def timed_import(
-    sessions, data: bytes, fmt: str, protector: Protector
+    sessions, data: bytes, fmt: str, protector: Protector, profile: Path | None = None
 ) -> tuple[dict[str, Any], dict[str, float]]:
+    """Import ``data``, timed by phase; with ``profile``, under cProfile, its statistics saved there."""
     watch = Stopwatch()
     originals = importer.parse_and_validate, records.apply_households
     importer.parse_and_validate = watch.wrap("parse", originals[0])
@@ -325,12 +331,16 @@ def timed_import(
     try:
         actor = Actor(username="bench", role="governance_centre")
         start, cpu = time.perf_counter(), time.process_time()
-        with sessions() as session:
+        with sessions() as session, cProfile.Profile() if profile else contextlib.nullcontext() as profiler:
             answer = importer.import_file(session, data, f"bench.{fmt}", actor, "bench", protector)
         watch.seconds["total"] = time.perf_counter() - start
         watch.seconds["cpu"] = time.process_time() - cpu
     finally:
         importer.parse_and_validate, records.apply_households = originals
+    if profile:
+        profiler.dump_stats(profile)
+        say(f"profile of the import in {profile}; the calls that took longest, all in all:")
+        pstats.Stats(profiler, stream=sys.stdout).sort_stats("cumulative").print_stats(25)
     return answer, watch.seconds
 
 
@@ -350,7 +360,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             start = time.perf_counter()
             data = make_file(args.rows, codes, args.format, args.seed)
             say(f"file: {len(data) / 1048576:.1f} MB in {time.perf_counter() - start:.1f} s; importing")
-            answer, seconds = timed_import(sessions, data, args.format, protector)
+            answer, seconds = timed_import(sessions, data, args.format, protector, args.profile)
             if not answer["imported"]:
                 raise SystemExit(
                     f"the import was refused: {json.dumps(answer['errors'][:5], ensure_ascii=False)}"
@@ -429,6 +439,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=2026, help="random seed of the synthetic data")
     parser.add_argument("--no-reimport", action="store_true", help="skip the second, no-change import")
     parser.add_argument("--export", action="store_true", help="also time exports and re-import one")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="profile the first import (cProfile, which slows Python code) and save the statistics here",
+    )
     parser.add_argument(
         "--revision",
         default="head",

@@ -5,7 +5,9 @@ executemany builds and type-processes a parameter dict per row, which costs more
 does; these helpers hand the driver its native form directly:
 
 - PostgreSQL (psycopg2): rows stream in with ``COPY ... FROM STDIN``; updates go out with
-  ``execute_batch`` (hundreds of statements per round trip).
+  ``execute_values``, one ``UPDATE ... FROM (VALUES ...)`` statement for hundreds of rows. psycopg2
+  refuses COPY while a wait callback is set, as eventlet sets one in every nameko process to make
+  the driver cooperative: there rows go in as multi-row INSERTs (``execute_values``).
 - SQLite: one ``executemany`` of tuples, each column type-processed by SQLAlchemy's own bind
   processor (so values are stored exactly as the ORM would store them), repeated values processed once.
 - Any other engine: SQLAlchemy Core executemany.
@@ -24,7 +26,7 @@ from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Session
 
-# Rows per execute_batch round trip on PostgreSQL.
+# Rows per UPDATE statement on PostgreSQL.
 UPDATE_PAGE_SIZE = 500
 
 
@@ -35,7 +37,12 @@ def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
     connection = session.connection()
     columns = list(rows[0])
     if _is_psycopg2(connection.dialect):
-        _copy_in(connection, table, columns, rows)
+        from psycopg2.extensions import get_wait_callback
+
+        if get_wait_callback() is None:
+            _copy_in(connection, table, columns, rows)
+        else:
+            _insert_values(connection, table, columns, rows)
     elif connection.dialect.name == "sqlite":
         names = ", ".join(_quoted(connection.dialect, name) for name in columns)
         marks = ", ".join("?" for _ in columns)
@@ -46,7 +53,8 @@ def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
 
 
 def update_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """UPDATE ``table`` by primary key ``id``: each row is ``{"id": ..., column: new value, ...}``."""
+    """UPDATE ``table`` by primary key ``id``: each row is ``{"id": ..., column: new value, ...}``, each
+    id once."""
     if not rows:
         return
     connection = session.connection()
@@ -56,12 +64,23 @@ def update_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
     dialect = connection.dialect
     for columns, group in groups.items():
         if _is_psycopg2(dialect):
-            from psycopg2.extras import execute_batch
+            from psycopg2.extras import execute_values
 
-            assignments = ", ".join(f"{_quoted(dialect, name)} = %({name})s" for name in columns)
-            statement = f"UPDATE {_quoted(dialect, table.name)} SET {assignments} WHERE id = %(id)s"
+            # One statement per page, not one per row: the search triggers (migration 0003) run once
+            # per statement. Each value is cast to its column's type (a VALUES column of NULLs is text).
+            names = ["id", *columns]
+            values = ", ".join(
+                f"CAST(%({name})s AS {table.c[name].type.compile(dialect=dialect)})" for name in names
+            )
+            assignments = ", ".join(
+                f"{_quoted(dialect, name)} = v.{_quoted(dialect, name)}" for name in columns
+            )
+            statement = (
+                f"UPDATE {_quoted(dialect, table.name)} AS t SET {assignments} FROM (VALUES %s) "
+                f"AS v ({', '.join(_quoted(dialect, name) for name in names)}) WHERE t.id = v.id"
+            )
             with connection.connection.dbapi_connection.cursor() as cursor:
-                execute_batch(cursor, statement, group, page_size=UPDATE_PAGE_SIZE)
+                execute_values(cursor, statement, group, template=f"({values})", page_size=UPDATE_PAGE_SIZE)
         elif dialect.name == "sqlite":
             assignments = ", ".join(f"{_quoted(dialect, name)} = ?" for name in columns)
             statement = f"UPDATE {_quoted(dialect, table.name)} SET {assignments} WHERE id = ?"
@@ -74,6 +93,19 @@ def update_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
                 .values({name: bindparam(name) for name in columns})
             )
             connection.execute(statement, [{**row, "row_id": row["id"]} for row in group])
+
+
+def _insert_values(
+    connection: Connection, table: Table, columns: list[str], rows: Sequence[dict[str, Any]]
+) -> None:
+    from psycopg2.extras import execute_values
+
+    names = ", ".join(_quoted(connection.dialect, name) for name in columns)
+    statement = f"INSERT INTO {_quoted(connection.dialect, table.name)} ({names}) VALUES %s"
+    with connection.connection.dbapi_connection.cursor() as cursor:
+        execute_values(
+            cursor, statement, [tuple(row[name] for name in columns) for row in rows], page_size=1000
+        )
 
 
 def _is_psycopg2(dialect: Dialect) -> bool:

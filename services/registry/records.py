@@ -4,8 +4,10 @@
 both obey the same rules: upsert by household-book number, history for every changed field, ID numbers
 only ever stored encrypted / blind-indexed / masked, and an audit trail. It works in bulk: existing rows
 are read in chunks, diffs are computed in Python, and writes go out as a handful of bulk statements
-(:mod:`services.registry.bulk`) whatever the number of households. Writers are serialised, so the
-checks it makes before writing still hold when it writes.
+(:mod:`services.registry.bulk`) whatever the number of households; a large write also rebuilds its
+households' search rows in bulk (``SEARCH_BULK_ROWS``). The writes are all or nothing, even inside a
+caller's transaction (a savepoint). Writers are serialised, so the checks it makes before writing
+still hold when it writes.
 
 Partial input: a household field the caller did not send (absent from ``model_fields_set``) is left as
 it is, one sent as null is cleared. So an API PATCH can send only what changed, and an import that
@@ -15,6 +17,7 @@ by input: a member missing from the new data is kept and counted in ``members_no
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -23,7 +26,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import Column, Integer, MetaData, Table, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from services.registry import audit, bulk
@@ -45,7 +48,7 @@ from services.registry.schemas import Actor, HouseholdIn, MemberIn
 log = logging.getLogger(__name__)
 
 # Clear ID numbers: only the county command, the governance centre and township commands, and only
-# with a stated reason (each such read is audited). Everyone else sees ``632624**********12``.
+# with a stated reason (each such read is audited). Everyone else sees ``632623**********12``.
 SENSITIVE_ROLES = frozenset({"county_command", "governance_centre", "township_command"})
 # Roles whose work spans the whole county (a department serves every township); the others see the
 # households of their own unit's subtree only.
@@ -71,6 +74,15 @@ CHUNK = 1000
 ANALYZE_AFTER_ROWS = 10_000
 # Any fixed 64-bit number: the key of the PostgreSQL advisory lock that serialises registry writers.
 WRITE_LOCK_KEY = 0x6C69616E6875
+# A write of this many household and member rows takes its households out of the search triggers'
+# care and rebuilds their search rows once, set-based, at its end (migration 0004). The triggers index
+# row by row on SQLite, at about twice the cost, and once per statement on PostgreSQL, so there a
+# household is indexed again for its members and for each page of updates.
+SEARCH_BULK_ROWS = 1_000
+# The households whose search rows the current transaction rebuilds (unmodelled, as all search_*).
+SEARCH_PENDING = Table(
+    "search_households_pending", MetaData(), Column("household_id", Integer, primary_key=True)
+)
 
 
 class RecordError(ValueError):
@@ -610,6 +622,44 @@ def _write(session: Session, writes: _Writes) -> list[int]:
     households = [{**row, "id": new_id} for row, new_id in zip(writes.new_households, new_ids, strict=True)]
     members = [{**row, "household_id": new_ids[slot]} for slot, row in writes.new_members]
     livestock = [{**row, "household_id": new_ids[slot]} for slot, row in writes.new_livestock]
+    indexed = (
+        len(households)
+        + len(members)
+        + len(writes.household_updates)
+        + len(writes.member_updates)
+        + len(writes.added_members)
+    )
+    # Every household whose members change is in household_updates too (its version goes up).
+    touched = new_ids + [row["id"] for row in writes.household_updates]
+    # A savepoint: a write that fails part way leaves nothing behind (no half-written rows, no
+    # households left out of the search triggers' care), even if the caller went on to commit.
+    with (
+        session.begin_nested(),
+        _search_rebuilt_at_end(session, touched) if indexed >= SEARCH_BULK_ROWS else contextlib.nullcontext(),
+    ):
+        _write_rows(session, writes, households, members, livestock)
+    return new_ids
+
+
+@contextlib.contextmanager
+def _search_rebuilt_at_end(session: Session, household_ids: list[int]) -> Iterator[None]:
+    """The search triggers skip ``household_ids`` inside the block; after it, their search rows are
+    rebuilt in a few set-based statements (migration 0004 holds them)."""
+    bulk.insert_rows(session, SEARCH_PENDING, [{"household_id": i} for i in household_ids])
+    # SQLite's FTS table forgets a row only when told its tokens: this runs while the values they
+    # were made from are still there.
+    session.execute(text("INSERT INTO search_households_bulk (step) VALUES ('forget')"))
+    yield
+    session.execute(text("INSERT INTO search_households_bulk (step) VALUES ('refresh')"))
+
+
+def _write_rows(
+    session: Session,
+    writes: _Writes,
+    households: list[dict[str, Any]],
+    members: list[dict[str, Any]],
+    livestock: list[dict[str, Any]],
+) -> None:
     if households and session.get_bind().dialect.name == "sqlite":
         # The search index's row triggers (migration 0003) index a household once, when its row
         # arrives, if its members are already there; members first cost a fraction of the other order.
@@ -627,7 +677,6 @@ def _write(session: Session, writes: _Writes) -> list[int]:
     _insert_added_members(session, writes)
     _insert(session, History, writes.history)
     _refresh_statistics(session, len(households) + len(members) + len(livestock))
-    return new_ids
 
 
 def _refresh_statistics(session: Session, inserted: int) -> None:

@@ -32,7 +32,7 @@ UNIT_CODES = {"t-lw1": 101, "t-lw2": 102}
 ACTOR = Actor(username="import-tester", role="governance_centre")
 
 
-def id_number(born: str, seq: int, region: str = "632624") -> str:
+def id_number(born: str, seq: int, region: str = "632623") -> str:
     first17 = f"{region}{born}{seq:03d}"
     return first17 + check_character(first17)
 
@@ -45,7 +45,7 @@ def id_ending_in_x(born: str, male: bool = True) -> str:
     raise AssertionError("no X check digit for this date")
 
 
-HEAD_A = id_number("19800501", 13)  # male
+HEAD_A = id_number("19800501", 15)  # male; a digit check character (one test stores it as a number)
 SPOUSE_A = id_number("19820310", 22)  # female
 HEAD_B = id_ending_in_x("19750101")
 
@@ -486,7 +486,7 @@ def test_the_template_is_a_valid_import_of_its_example(fmt):
     result = importer.parse_and_validate(data, f"template.{fmt}", {"jiangqian-v1-lw001": 7})
     assert result.ok, result.errors
     (example,) = result.households
-    assert example.liaison_unit_id == 7 and example.members[0].id_number == "632624198503121234"
+    assert example.liaison_unit_id == 7 and example.members[0].id_number == "632623198503121238"
     assert len(example.livestock) == 4
     if fmt == "xlsx":
         workbook = openpyxl.load_workbook(io.BytesIO(data))
@@ -720,12 +720,13 @@ def test_export_of_a_subtree_and_its_shape(registry):
         exporter.export_households(session, None, "csv", None, True)
 
 
-def test_the_benchmark_runs_end_to_end(capsys):
+def test_the_benchmark_runs_end_to_end(capsys, tmp_path):
     # The figures come from running it by hand; this only keeps the machinery from rotting.
     from bench import registry_import as bench
 
-    bench.main(["--rows", "300", "--export"])
+    bench.main(["--rows", "300", "--export", "--profile", str(tmp_path / "import.prof")])
     last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert (tmp_path / "import.prof").stat().st_size > 0
     figures = json.loads(last)
     assert figures["rows"] == 300 and figures["rows_per_s"] > 0
     assert figures["counts"]["members_added"] == 300

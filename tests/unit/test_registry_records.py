@@ -45,7 +45,7 @@ CLERK = Actor(username="clerk", role="governance_centre")
 COMMANDER = Actor(username="commander", role="county_command")
 
 
-def id_number(born: str, sequence: int, region: str = "632624") -> str:
+def id_number(born: str, sequence: int, region: str = "632623") -> str:
     first17 = f"{region}{born}{sequence:03d}"
     return first17 + check_character(first17)
 
@@ -54,7 +54,7 @@ def id_number(born: str, sequence: int, region: str = "632624") -> str:
 ZHAXI = id_number("19750304", 11)
 DROLMA = id_number("19780512", 22)
 TSERING = id_number("20010919", 35)
-LHAMO = id_number("19501111", 48)
+LHAMO = id_number("19501111", 58)
 
 
 @dataclass
@@ -145,7 +145,7 @@ def household(book_no: str, unit: int, **fields) -> HouseholdIn:
     )
 
 
-def family(unit: int, book_no: str = "632624-JQ-000001", **changes) -> HouseholdIn:
+def family(unit: int, book_no: str = "632623-JQ-000001", **changes) -> HouseholdIn:
     """A household of three, with ``changes`` applied to its fields (all of them sent, as a file would)."""
     fields = {
         "book_no": book_no,
@@ -278,7 +278,7 @@ def test_update_keeps_history_and_bumps_version(registry):
 
 
 def test_reapplying_the_same_data_writes_nothing(registry):
-    items = [family(registry.tree.liaison_1, f"632624-JQ-{n:06d}") for n in range(1, 4)]
+    items = [family(registry.tree.liaison_1, f"632623-JQ-{n:06d}") for n in range(1, 4)]
     # Three households cannot share ID numbers: give each its own members.
     items = [
         HouseholdIn.model_validate(
@@ -336,7 +336,7 @@ def test_members_match_by_id_number_then_name_and_relation(registry):
     # Reordered; the head renamed (matched by his ID number), the son gains an ID number (matched by
     # name and relation), the spouse left out (kept, reported), a daughter added.
     update = household(
-        "632624-JQ-000001",
+        "632623-JQ-000001",
         registry.tree.liaison_1,
         members=[
             MemberIn(name="才让", relation="子", id_number=TSERING),
@@ -375,7 +375,7 @@ def test_members_match_by_id_number_then_name_and_relation(registry):
     registry.apply(
         [
             household(
-                "632624-JQ-000001", registry.tree.liaison_1, members=[MemberIn(name="才让", relation="子")]
+                "632623-JQ-000001", registry.tree.liaison_1, members=[MemberIn(name="才让", relation="子")]
             )
         ]
     )
@@ -409,7 +409,7 @@ def test_id_number_belongs_to_one_household(registry):
     registry.apply([family(registry.tree.liaison_1)])
     counts = (registry.count(Household), registry.count(Member), registry.count(AuditEntry))
     intruder = household(
-        "632624-JQ-000002",
+        "632623-JQ-000002",
         registry.tree.liaison_2,
         members=[
             MemberIn(name="某人", relation="户主"),
@@ -420,7 +420,7 @@ def test_id_number_belongs_to_one_household(registry):
         registry.apply([intruder])
     error = caught.value
     assert (error.field, error.index) == ("members.1.id_number", 0)
-    assert "632624-JQ-000001" in error.message_en and "另一户" in error.message_zh
+    assert "632623-JQ-000001" in error.message_en and "另一户" in error.message_zh
     assert ZHAXI not in str(error) and ZHAXI not in error.message_zh
     assert (registry.count(Household), registry.count(Member), registry.count(AuditEntry)) == counts
 
