@@ -26,6 +26,7 @@ class Principal:
     person_id: int | None
     org_unit_id: int | None
     township: str = ""
+    language: str = "zh"  # of the account's voice reports when the phone says "auto"
 
 
 def issue_token(principal: Principal, key: str, ttl: timedelta) -> str:
@@ -36,6 +37,7 @@ def issue_token(principal: Principal, key: str, ttl: timedelta) -> str:
         "pid": principal.person_id,
         "unit": principal.org_unit_id,
         "township": principal.township,
+        "lang": principal.language,
         "iss": ISSUER,
         "iat": now,
         "exp": now + ttl,
@@ -57,4 +59,5 @@ def verify_token(token: str, key: str) -> Principal:
         person_id=claims.get("pid"),
         org_unit_id=claims.get("unit"),
         township=claims.get("township", ""),
+        language=claims.get("lang", "zh"),
     )

@@ -50,6 +50,19 @@ class Reporter(BaseModel):
     role: str
 
 
+# What a spoken report may be in: Tibetan, Mandarin, or "the reporter's own language" resolved at intake.
+SpeechLanguage = Literal["bo", "zh"]
+
+
+class AudioRef(BaseModel):
+    """A recording in the shared blob store (``<blob_dir>/audio``), named by its SHA-256."""
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    media_type: str
+    size_bytes: int = Field(ge=1)
+    duration_seconds: float | None = Field(default=None, ge=0)
+
+
 class ReportSubmitted(Event):
     source: ClassVar[str] = "intake"
     event_type: ClassVar[str] = "report_submitted"
@@ -61,6 +74,8 @@ class ReportSubmitted(Event):
     location: Location | None = None
     reporter: Reporter
     submitted_at: datetime
+    # A voice report: routed at once on its text (if any) as pending transcription, and transcribed.
+    audio: AudioRef | None = None
 
 
 class UnitRef(BaseModel):
@@ -115,3 +130,41 @@ class ReportRouted(Event):
     summary: str
     reporter: Reporter
     explanation: str
+    # A case is routed again when its recording's transcript changes what it is: the same case_id
+    # with a higher revision, recipients only ever added. Consumers keep the highest revision.
+    revision: int = Field(default=1, ge=1)
+    transcription: Literal["pending", "done", "failed"] | None = None
+    audio: AudioRef | None = None
+
+
+class WordTiming(BaseModel):
+    word: str
+    start: float = Field(ge=0)
+    end: float = Field(ge=0)
+    confidence: float = Field(ge=0, le=1)
+
+
+class ReportTranscribed(Event):
+    source: ClassVar[str] = "speech"
+    event_type: ClassVar[str] = "report_transcribed"
+
+    report_id: str
+    text: str
+    language: str
+    words: list[WordTiming] = Field(default_factory=list)
+    engine: str
+    model: str
+    audio_seconds: float = Field(ge=0)
+    decode_seconds: float = Field(ge=0)
+
+
+class TranscriptionFailed(Event):
+    """The recording stays whole and playable; only its text is missing, and this says why."""
+
+    source: ClassVar[str] = "speech"
+    event_type: ClassVar[str] = "transcription_failed"
+
+    report_id: str
+    language: str | None = None
+    reason: Literal["no_model", "corrupt_audio", "too_long", "timeout"]
+    detail: str = ""

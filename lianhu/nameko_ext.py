@@ -51,6 +51,11 @@ class RpcTimeout(Exception):
     """A peer did not answer in time (an ordinary exception, so the message is retried)."""
 
 
+class NotYet(Exception):
+    """The event refers to something not recorded here yet (a transcript that outran its report's
+    routing): retried, like an outage, until it is."""
+
+
 class Sessions:
     """A service's database for one worker: ``with db() as s`` reads, ``with db.begin() as s`` writes,
     ``db.off_hub(work)`` runs long or lock-waiting work away from the hub."""
@@ -113,6 +118,7 @@ FAILURES_HEADER = "x-lianhu-failures"
 # Errors that say "not now" rather than "never": the message waits for the outage to end.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     RpcTimeout,
+    NotYet,
     UnknownService,
     OperationalError,
     InterfaceError,

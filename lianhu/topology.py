@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from kombu import Connection, Exchange, Queue
 
 from lianhu.config import KitSettings
-from lianhu.events import Event, ReportRouted, ReportSubmitted
+from lianhu.events import Event, ReportRouted, ReportSubmitted, ReportTranscribed, TranscriptionFailed
 
 DEAD_LETTER_EXCHANGE = "lianhu.dead-letter"
 
@@ -42,10 +42,13 @@ class Subscription:
 
 SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("routing", ReportSubmitted),
+    Subscription("speech", ReportSubmitted),
+    Subscription("routing", ReportTranscribed),
+    Subscription("routing", TranscriptionFailed),
     Subscription("notify", ReportRouted),
 )
 
-EVENT_TYPES: tuple[type[Event], ...] = (ReportSubmitted, ReportRouted)
+EVENT_TYPES: tuple[type[Event], ...] = (ReportSubmitted, ReportRouted, ReportTranscribed, TranscriptionFailed)
 
 
 def subscription(consumer: str, event: type[Event]) -> Subscription:

@@ -27,6 +27,7 @@ def principal_of(account: Account) -> Principal:
         person_id=account.person_id,
         org_unit_id=account.org_unit_id,
         township=account.township,
+        language=account.language,
     )
 
 
@@ -65,6 +66,11 @@ def authenticate(session: Session, username: str, password: str) -> Account | No
     return account
 
 
+def default_language(role: str) -> str:
+    # Liaison workers are herders' neighbours and speak Tibetan; staff above them default to Mandarin.
+    return "bo" if role == "liaison_worker" else "zh"
+
+
 def load_accounts(sessions: sessionmaker, entries: list[dict]) -> int:
     """Add the accounts that do not exist yet; returns how many were added."""
     with sessions() as session:
@@ -85,6 +91,7 @@ def load_accounts(sessions: sessionmaker, entries: list[dict]) -> int:
                 org_unit_id=entry.get("org_unit"),
                 org_unit_name=entry.get("org_unit_name", ""),
                 township=entry.get("township", ""),
+                language=entry.get("language") or default_language(entry["role"]),
                 created_at=now,
             )
             for entry, password_hash in zip(new, hashes, strict=True)

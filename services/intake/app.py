@@ -11,16 +11,20 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from lianhu.blobs import FilesystemBlobStore
 from lianhu.bus import ConfirmedPublisher, OutboxRelay
 from lianhu.db import make_engine, make_read_session_factory, make_session_factory
 from lianhu.rpc_client import RpcClient
 from services.intake.accounts import AccountStates
 from services.intake.api import errors
 from services.intake.api.limits import BodySizeLimit
-from services.intake.api.routes import auth, health, inbox, reports, routing
+from services.intake.api.routes import auth, health, households, inbox, registry_files, reports, routing
 from services.intake.config import IntakeSettings, intake_settings
 from services.intake.models import outbox
 from services.intake.submissions import ReportWriter
+
+# Room for the text fields and multipart boundaries beside a file.
+FORM_OVERHEAD_BYTES = 64 * 1024
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
@@ -66,9 +70,18 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     app.state.relay = relay
     app.state.relay_alive = lambda: relay.broker_ok
     app.state.rpc = rpc
+    app.state.audio_blobs = FilesystemBlobStore(settings.blob_root("audio"))
     app.state.signing_key = settings.signing_key()
     errors.install(app)
-    for module in (auth, reports, inbox, routing, health):
+    for module in (auth, reports, inbox, routing, households, registry_files, health):
         app.include_router(module.router)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        larger=(
+            ("POST", r"/v1/reports", settings.audio_max_bytes + FORM_OVERHEAD_BYTES),
+            ("POST", r"/v1/households/[^/]+/documents", settings.upload_max_bytes),
+            ("POST", r"/v1/registry/import", settings.import_max_bytes),
+        ),
+    )
     return app

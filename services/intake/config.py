@@ -13,6 +13,15 @@ class IntakeSettings(KitSettings):
     token_ttl_minutes: int = 720
     report_text_max: int = 4000
     max_body_bytes: int = 64 * 1024
+    # A voice report: the recording (10 MB) and its form; at most this many seconds once decoded.
+    audio_max_bytes: int = 10 * 1024 * 1024
+    audio_max_seconds: float = 120.0
+    audio_decode_timeout_seconds: float = 20.0
+    # Routes that take files: a scanned certificate (10 MB and the form around it), a household file.
+    upload_max_bytes: int = 10 * 1024 * 1024 + 64 * 1024
+    import_max_bytes: int = 50 * 1024 * 1024 + 64 * 1024
+    # Importing or exporting a county's households takes a while (about a minute per 100,000 rows).
+    registry_file_timeout_seconds: float = 300.0
     # Reports accepted but not yet written: past this the gateway answers 503 with Retry-After
     # instead of holding an unbounded queue in memory.
     intake_queue_max: int = 1000

@@ -26,6 +26,8 @@ class Account(Base):
     org_unit_id: Mapped[int | None] = mapped_column(Integer)
     org_unit_name: Mapped[str] = mapped_column(String(100), default="")
     township: Mapped[str] = mapped_column(String(50), default="")
+    # The language of the account's voice reports when the phone says "auto": bo or zh.
+    language: Mapped[str] = mapped_column(String(8), default="zh", server_default="zh")
     disabled: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
@@ -41,6 +43,11 @@ class Report(Base):
     lat: Mapped[float | None] = mapped_column(Float)
     lon: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    # A voice report's recording, in the blob store under its SHA-256.
+    audio_sha256: Mapped[str | None] = mapped_column(String(64))
+    audio_type: Mapped[str | None] = mapped_column(String(32))
+    audio_bytes: Mapped[int | None] = mapped_column(Integer)
+    audio_seconds: Mapped[float | None] = mapped_column(Float)
 
 
 class IdempotencyKey(Base):

@@ -48,10 +48,27 @@ class ReportIn(BaseModel):
         value = clean_text(value)
         if not value:
             raise ValueError("text must not be empty")
-        limit = intake_settings().report_text_max
-        if len(value) > limit:
-            raise ValueError(f"text is {len(value)} characters; at most {limit} are accepted")
-        return value
+        return _within_limit(value)
+
+
+def _within_limit(value: str) -> str:
+    limit = intake_settings().report_text_max
+    if len(value) > limit:
+        raise ValueError(f"text is {len(value)} characters; at most {limit} are accepted")
+    return value
+
+
+class VoiceReportIn(ReportIn):
+    """The form fields beside a recording: the text is optional, the spoken language is the
+    reporter's own unless the phone says which (``auto`` is the default)."""
+
+    text: UnicodeStr = Field(default="", description="Anything typed beside the recording.")
+    language: Literal["zh", "bo", "auto"] = "auto"
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        return _within_limit(clean_text(value))
 
 
 class ExplainIn(BaseModel):
@@ -72,3 +89,4 @@ class TokenOut(BaseModel):
     org_unit: int | None
     org_unit_name: str
     township: str
+    language: str

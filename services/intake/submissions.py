@@ -31,7 +31,7 @@ from sqlalchemy.orm import sessionmaker
 from lianhu.auth import Principal
 from lianhu.bus import outbox_row
 from lianhu.db import write_lock
-from lianhu.events import Reporter, ReportSubmitted, utcnow
+from lianhu.events import AudioRef, Reporter, ReportSubmitted, utcnow
 from services.intake.models import IdempotencyKey, Report, outbox
 from services.intake.schemas import ReportIn
 
@@ -60,13 +60,23 @@ class Overloaded(Exception):
     """More reports are waiting to be written than the gateway will hold: the phone should retry."""
 
 
-def request_fingerprint(report: ReportIn) -> str:
-    canonical = json.dumps(report.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+def request_fingerprint(report: ReportIn, audio: AudioRef | None = None) -> str:
+    # The recording is part of the request: the same key with other audio is another request.
+    fields = {**report.model_dump(mode="json"), "audio": audio.sha256 if audio else None}
+    canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def report_body(report: Report) -> dict:
     location = None if report.lat is None else {"lat": report.lat, "lon": report.lon}
+    audio = None
+    if report.audio_sha256 is not None:
+        audio = {
+            "url": f"/v1/reports/{report.id}/audio",
+            "media_type": report.audio_type,
+            "bytes": report.audio_bytes,
+            "seconds": report.audio_seconds,
+        }
     return {
         "id": report.id,
         "status": "received",
@@ -76,6 +86,10 @@ def report_body(report: Report) -> dict:
         "location": location,
         "reporter": report.reporter_username,
         "created_at": report.created_at.isoformat(),
+        "audio": audio,
+        # A recording's text comes later, from the speech service (GET /v1/reports/{id}).
+        "transcription": "pending" if audio else None,
+        "transcript": None,
         # Filled in from routing once the case exists (GET /v1/reports/{id}).
         "category": None,
         "urgency": None,
@@ -90,20 +104,26 @@ class _Pending:
     report_in: ReportIn
     key: str | None
     fingerprint: str
+    audio: AudioRef | None = None
     future: Future = field(default_factory=Future)
 
 
 def _new_report(item: _Pending, now: datetime) -> tuple[Report, ReportSubmitted]:
-    report_in, principal = item.report_in, item.principal
+    report_in, principal, audio = item.report_in, item.principal, item.audio
+    language = principal.language if report_in.language == "auto" else report_in.language
     report = Report(
         id=str(uuid.uuid4()),
         reporter_username=principal.username,
         text=report_in.text,
-        language=report_in.language,
+        language=language,
         household_id=report_in.household_id,
         lat=report_in.location.lat if report_in.location else None,
         lon=report_in.location.lon if report_in.location else None,
         created_at=now,
+        audio_sha256=audio.sha256 if audio else None,
+        audio_type=audio.media_type if audio else None,
+        audio_bytes=audio.size_bytes if audio else None,
+        audio_seconds=audio.duration_seconds if audio else None,
     )
     event = ReportSubmitted(
         report_id=report.id,
@@ -118,6 +138,7 @@ def _new_report(item: _Pending, now: datetime) -> tuple[Report, ReportSubmitted]
             role=principal.role,
         ),
         submitted_at=now,
+        audio=audio,
     )
     return report, event
 
@@ -144,9 +165,13 @@ class ReportWriter:
             self._queue.put(None)
             self._thread.join(timeout)
 
-    def submit(self, principal: Principal, report_in: ReportIn, key: str | None = None) -> Future:
-        """Queue a report; the future resolves to its :class:`Outcome` once committed."""
-        item = _Pending(principal, report_in, key, request_fingerprint(report_in) if key else "")
+    def submit(
+        self, principal: Principal, report_in: ReportIn, key: str | None = None, audio: AudioRef | None = None
+    ) -> Future:
+        """Queue a report (with its stored recording, if any); the future resolves to its
+        :class:`Outcome` once committed."""
+        fingerprint = request_fingerprint(report_in, audio) if key else ""
+        item = _Pending(principal, report_in, key, fingerprint, audio)
         if key is not None:
             with self._in_flight_lock:
                 held = self._in_flight.get((principal.username, key))

@@ -17,7 +17,7 @@ below; the template's notes sheet, the export and this parser all read it from t
   the ID number; filled in, they must agree with it. At most one 户主 per household.
 - **Values**: flags 是/否, Y/N, 1/0, ✓/✗ (blank = 否); sex 男/女/M/F; dates YYYY-MM-DD, YYYY/M/D,
   YYYY.M.D, YYYY年M月D日, YYYYMMDD or an Excel date cell; ID numbers as text (a numeric Excel cell
-  has already lost digits and is refused); a masked ID number as exported (``632624**********12``)
+  has already lost digits and is refused); a masked ID number as exported (``632623**********12``)
   means "the stored one, unchanged"; livestock: one 统计年度 (year) per household with head counts
   of 牦牛/绵羊/山羊/马 (blank = not counted, 0 = none).
 - **Encodings**: UTF-8 with or without BOM, UTF-16 with BOM (Excel's "Unicode text", tab-separated)
@@ -93,7 +93,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("book_no", "户口簿编号", "book_no", "household",
            "户口簿编号，识别一户；同一户的每一行都必须填写（最多32字）",
            "household-book number: identifies the household; needed on every row of it (max 32)",
-           "632624-示例-000001", required=True, variants=("户口本编号", "户号", "household_book_no")),
+           "632623-示例-000001", required=True, variants=("户口本编号", "户号", "household_book_no")),
     Column("liaison_unit", "联户单元", "liaison_unit", "household",
            "联户单元编码（如 jiangqian-v1-lw001），或单元的数字编号",
            "liaison unit code (e.g. jiangqian-v1-lw001), or the unit's numeric id",
@@ -157,7 +157,7 @@ COLUMNS: tuple[Column, ...] = (
            "18位身份证号，末位可为X；请以文本格式填写（设为数字会丢失末几位）；留空或打码不改动已存的号码",
            "18-character ID number, last may be X; enter as text (a number cell loses digits); "
            "blank or masked keeps the stored number",
-           "632624198503121234", variants=("身份证号码", "公民身份号码", "身份证")),
+           "632623198503121238", variants=("身份证号码", "公民身份号码", "身份证")),
     Column("livestock_year", "统计年度", "livestock_year", "livestock",
            "牲畜统计年度（如 2025）；填了牲畜数则必填",
            "year the livestock was counted; needed with any count",
@@ -967,9 +967,13 @@ class _Reader:
 # Writing
 
 
-def liaison_unit_codes(session: Session) -> dict[str, int]:
-    """Code -> id of every liaison unit; units without a code are reachable by their id alone."""
-    rows = session.execute(select(OrgUnit.code, OrgUnit.id).where(OrgUnit.kind == "liaison")).all()
+def liaison_unit_codes(session: Session, scope: str = "") -> dict[str, int]:
+    """Code -> id of every liaison unit under the ``scope`` path (all for ``""``); units without a
+    code are reachable by their id alone. A unit outside the scope reads as unknown."""
+    query = select(OrgUnit.code, OrgUnit.id).where(OrgUnit.kind == "liaison")
+    if scope:
+        query = query.where(OrgUnit.path.startswith(scope, autoescape=True))
+    rows = session.execute(query).all()
     codes = {code: unit_id for code, unit_id in rows if code}
     codes.update({str(unit_id): unit_id for code, unit_id in rows if not code})
     return codes
@@ -982,8 +986,13 @@ def import_file(
     actor: Actor,
     reason: str | None,
     protector: Protector,
+    scope: str = "",
 ) -> dict[str, Any]:
     """Validate the whole file, then write all of it in one transaction, or nothing.
+
+    ``scope`` (an org path; ``""`` for the whole county) bounds what the file may touch: liaison
+    units outside it are unknown, and a book number registered outside it is refused, so a township
+    cannot take over another township's households by listing them.
 
     Returns ``{"imported": True, "rows": n, "counts": {...}}`` (the counts of
     :func:`records.apply_households`) or ``{"imported": False, "errors": [...], "error_count": n,
@@ -991,7 +1000,7 @@ def import_file(
     transactions itself, committing on success and rolling back on refusal or any failure.
     """
     try:
-        unit_codes = liaison_unit_codes(session)
+        unit_codes = liaison_unit_codes(session, scope)
         # End the read before parsing: on SQLite every transaction holds the write lock (BEGIN
         # IMMEDIATE), and other writers must not wait through seconds of parsing. The write path
         # checks the units again inside its own transaction.
@@ -1000,6 +1009,10 @@ def import_file(
         if not result.ok:
             session.rollback()
             return _refused(result.errors, result.error_count)
+        foreign = _registered_elsewhere(session, result, scope) if scope else []
+        if foreign:
+            session.rollback()
+            return _refused(foreign[:MAX_ERRORS], len(foreign))
         _keep_unstated_flags(session, result)
         try:
             counts = records.apply_households(session, result.households, actor, reason, protector)
@@ -1013,6 +1026,30 @@ def import_file(
         raise
     counts.pop("household_ids", None)  # one per household: too much to hand back for a whole county
     return {"imported": True, "rows": result.rows, "counts": counts}
+
+
+def _registered_elsewhere(session: Session, result: ImportResult, scope: str) -> list[dict[str, Any]]:
+    """An error for each household of the file whose book number is registered outside ``scope``."""
+    books = [item.book_no for item in result.households]
+    errors = []
+    column = result.headers.get("book_no", COLUMN_BY_KEY["book_no"].header)
+    for start in range(0, len(books), 1000):
+        rows = session.execute(
+            select(Household.book_no, OrgUnit.path)
+            .join(OrgUnit, OrgUnit.id == Household.liaison_unit_id)
+            .where(Household.book_no.in_(books[start : start + 1000]))
+        )
+        errors += [
+            {
+                "row": result.rows_by_book[book_no][0],
+                "column": column,
+                "message_zh": "该户口簿编号已登记在您管辖范围以外的单元",
+                "message_en": "this household book is registered to a unit outside your area",
+            }
+            for book_no, path in rows
+            if not path.startswith(scope)
+        ]
+    return sorted(errors, key=lambda error: error["row"])
 
 
 def _keep_unstated_flags(session: Session, result: ImportResult) -> None:

@@ -18,9 +18,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 NONCE_BYTES = 12
 # Bound into every ciphertext: a value moved to another field or table no longer decrypts.
 DEFAULT_CONTEXT = b"lianhu-registry-v1"
+BLOB_CONTEXT = b"lianhu-registry-blob-v1:"
 
 
-class UndecryptableValue(Exception):
+class UndecryptableValue(ValueError):
     """The stored value was altered, or the key is not the one it was written with."""
 
 
@@ -43,6 +44,20 @@ class Protector:
             return self._aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context).decode()
         except (InvalidTag, ValueError) as error:
             raise UndecryptableValue("stored value cannot be decrypted") from error
+
+    # A lianhu.blobs.Sealer: certificate scans at rest. The blob's name is bound in, so a file
+    # swapped for another one on disk fails to open rather than showing the wrong person's papers.
+    def seal(self, data: bytes, name: str) -> bytes:
+        nonce = os.urandom(NONCE_BYTES)
+        return nonce + self._aead.encrypt(nonce, data, BLOB_CONTEXT + name.encode())
+
+    def unseal(self, sealed: bytes, name: str) -> bytes:
+        try:
+            return self._aead.decrypt(
+                sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], BLOB_CONTEXT + name.encode()
+            )
+        except (InvalidTag, ValueError) as error:
+            raise UndecryptableValue("stored file cannot be decrypted") from error
 
     def blind_index(self, value: str) -> str:
         return hmac.new(self._index_key, value.strip().upper().encode(), hashlib.sha256).hexdigest()

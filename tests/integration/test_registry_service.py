@@ -7,19 +7,22 @@ Run with eventlet patched (``python -m pytest -p tests.support.green tests/integ
 from __future__ import annotations
 
 import base64
+import csv
+import io
 import os
 import shutil
 from pathlib import Path
 
+import eventlet
 import pytest
 from nameko.standalone.rpc import ServiceRpcProxy
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from lianhu.config import kit_settings
 from lianhu.db import make_engine, make_session_factory, migrate
 from services.registry.config import registry_settings
 from services.registry.idnumber import check_character, mask_id_number
-from services.registry.models import AuditEntry, Member, OrgUnit
+from services.registry.models import AuditEntry, Household, Member, OrgUnit
 from services.registry.protection import Protector
 from services.registry.seed import seed_demo
 from services.registry.service import RegistryService
@@ -178,10 +181,10 @@ def test_apply_households_over_rpc(writable_registry):
     with make_session_factory(engine)() as session:
         unit = session.scalars(select(OrgUnit.id).where(OrgUnit.code == "kequ-v1-lw001")).one()
         village = session.scalars(select(OrgUnit.id).where(OrgUnit.code == "kequ-v1")).one()
-    first17 = "63262419900101001"
+    first17 = "63262319900101001"
     number = first17 + check_character(first17)
     item = {
-        "book_no": "632624-KQ-900001",
+        "book_no": "632623-KQ-900001",
         "liaison_unit_id": unit,
         "head_name": "扎西",
         "flags": ["low_income"],
@@ -195,7 +198,7 @@ def test_apply_households_over_rpc(writable_registry):
 
     changed = registry.apply_households([{**item, "head_name": "扎西多杰"}], COMMANDER, "更名")
     assert (changed["updated"], changed["history_rows"]) == (1, 1)
-    [row] = registry.household_history(household_id)
+    [row] = registry.household_history(household_id, COMMANDER)
     assert (row["field"], row["old_value"], row["new_value"], row["reason"]) == (
         "head_name",
         "扎西",
@@ -208,7 +211,7 @@ def test_apply_households_over_rpc(writable_registry):
     bad = [
         {
             **item,
-            "book_no": "632624-KQ-900002",
+            "book_no": "632623-KQ-900002",
             "members": [
                 {
                     "name": "甲",
@@ -219,7 +222,7 @@ def test_apply_households_over_rpc(writable_registry):
         },
         {
             **item,
-            "book_no": "632624-KQ-900003",
+            "book_no": "632623-KQ-900003",
             "livestock": [{"year": 2026, "species": "camel", "head_count": 1}],
         },
     ]
@@ -233,7 +236,7 @@ def test_apply_households_over_rpc(writable_registry):
     assert number[:17] not in str(refused)
 
     taken = registry.apply_households(
-        [{**item, "book_no": "632624-KQ-900004", "liaison_unit_id": village}], COMMANDER
+        [{**item, "book_no": "632623-KQ-900004", "liaison_unit_id": village}], COMMANDER
     )
     assert {(error["index"], error["field"]) for error in taken["errors"]} == {
         (0, "liaison_unit_id"),
@@ -252,18 +255,81 @@ def test_apply_households_over_rpc(writable_registry):
 def test_summary_for_unit_over_rpc(registry, seeded_registry):
     engine = make_engine(seeded_registry[0])
     with make_session_factory(engine)() as session:
-        jiangqian, county = (
+        jiangqian, county, village = (
             session.scalars(select(OrgUnit.id).where(OrgUnit.code == code)).one()
-            for code in ("jiangqian", "gande")
+            for code in ("jiangqian", "gande", "kequ-v1")
         )
     engine.dispose()
-    township = registry.summary_for_unit(jiangqian)
+    township = registry.summary_for_unit(jiangqian, COMMANDER)
     assert township["unit"]["name"] == "江千乡"
     assert (township["households"], township["people"], township["liaison_workers"]) == (1136, 4292, 242)
     assert township["liaison_workers_outside_5_12"] == 74
-    whole = registry.summary_for_unit(county)
+    whole = registry.summary_for_unit(None, COMMANDER)
     assert whole["unit"]["kind"] == "county" and whole["households"] == seeded_registry[1]["households"]
     assert whole["livestock_year"] == 2026 and whole["livestock"]["yak"] > 0
     assert whole["flags"]["low_income"] == round(0.08 * whole["households"])
-    for bad in (None, "1", 999_999, -1):
-        assert registry.summary_for_unit(bad) is None
+    assert registry.summary_for_unit(county, COMMANDER) == whole
+    for bad in ("1", 999_999, -1):
+        assert registry.summary_for_unit(bad, COMMANDER) is None
+    # Another township's figures are not a grid leader's to see; her own village's are.
+    grid = {"username": "grid", "role": "village_grid", "org_unit_id": village}
+    assert registry.summary_for_unit(jiangqian, grid) is None
+    assert registry.summary_for_unit(None, grid)["unit"]["id"] == village
+    assert registry.summary_for_unit(None, None) is None
+
+
+def _new_households_file(registry) -> bytes:
+    """The county exported, then made new: other book numbers, no ID numbers (they are taken)."""
+    exported = registry.export_households(COMMANDER, None, "csv")
+    rows = list(csv.reader(io.StringIO(base64.b64decode(exported["content_b64"]).decode("utf-8-sig"))))
+    header, body = rows[0], rows[1:]
+    book, id_number = header.index("户口簿编号"), header.index("身份证号")
+    for row in body:
+        row[book] = "N" + row[book]
+        row[id_number] = ""
+    out = io.StringIO()
+    csv.writer(out).writerows([header, *body])
+    return out.getvalue().encode()
+
+
+def test_an_import_runs_off_the_hub_while_other_calls_are_answered(writable_registry, lianhu_env):
+    registry, url = writable_registry
+    data = _new_households_file(registry)
+    answered_during_import = []
+
+    def run_import():
+        with ServiceRpcProxy(RegistryService.name, lianhu_env, timeout=300) as importer_proxy:
+            return importer_proxy.import_file(
+                base64.b64encode(data).decode(), "county.csv", COMMANDER, "迁移"
+            )
+
+    importing = eventlet.spawn(run_import)
+    eventlet.sleep(0.2)  # the import is under way: parsing alone takes seconds
+    while not importing.dead:
+        answered_during_import.append(registry.health()["status"])
+        eventlet.sleep(0.05)
+    result = importing.wait()
+    assert result["imported"] is True, result
+    assert result["counts"]["created"] > 1000
+    # Other workers went on answering while the minute-scale work ran in its own thread.
+    assert len(answered_during_import) >= 3 and set(answered_during_import) == {"ok"}
+    engine = make_engine(url)
+    with make_session_factory(engine)() as session:
+        assert (
+            session.scalar(select(func.count()).where(Household.book_no.like("N%")))
+            == result["counts"]["created"]
+        )
+    engine.dispose()
+
+
+def test_whole_file_methods_refuse_bad_callers_and_input(registry):
+    worker = {"username": "w", "role": "liaison_worker", "org_unit_id": 1}
+    assert registry.import_file("", "x.csv", worker)["refused"] == "forbidden"
+    assert registry.export_households(worker)["refused"] == "forbidden"
+    assert registry.import_file("not base64!", "x.csv", COMMANDER)["errors"][0]["field"] == "file"
+    assert registry.import_file("", 42, COMMANDER)["errors"][0]["field"] == "filename"
+    assert registry.export_households(COMMANDER, None, "pdf")["errors"][0]["field"] == "format"
+    assert registry.export_households(COMMANDER, 999_999)["refused"] == "not_found"
+    assert registry.import_file("", "x.csv", None)["refused"] == "forbidden"
+    template = registry.import_template("csv")
+    assert base64.b64decode(template["content_b64"]).decode("utf-8-sig").startswith("户口簿编号")

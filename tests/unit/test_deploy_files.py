@@ -29,6 +29,8 @@ import pytest
 import yaml
 
 from lianhu.config import SERVICE_NAMES, KitSettings
+from services.intake.config import IntakeSettings
+from services.registry.config import RegistrySettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -41,7 +43,13 @@ POSTGRES_INIT = ROOT / "deploy" / "postgres" / "init-databases.sql"
 COMPOSE_SCHEMA = ROOT / "tests" / "data" / "compose_spec.json"
 
 # Variables that hold secrets: compose must take them from the environment, .env.example leaves them empty.
-SECRET_VARIABLES = {"POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", "LIANHU_SECRET_KEY"}
+SECRET_VARIABLES = {
+    "POSTGRES_PASSWORD",
+    "RABBITMQ_PASSWORD",
+    "LIANHU_SECRET_KEY",
+    "LIANHU_REGISTRY_ENCRYPTION_KEY",
+    "LIANHU_REGISTRY_INDEX_KEY",
+}
 SECRET_KEY_PATTERN = re.compile(r"(PASSWORD|PASS|SECRET|TOKEN|_KEY)$")
 INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)")
 ONLY_AN_INTERPOLATION = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(:?[?-][^}]*)?\}$")
@@ -229,7 +237,11 @@ def test_secrets_are_never_written_down(compose):
 
 
 def test_lianhu_variables_are_settings_fields(services):
-    known = {f"LIANHU_{field.upper()}" for field in KitSettings.model_fields}
+    known = {
+        f"LIANHU_{field.upper()}"
+        for settings in (KitSettings, IntakeSettings, RegistrySettings)
+        for field in settings.model_fields
+    }
     known |= {f"LIANHU_{service.upper()}_DATABASE_URL" for service in SERVICE_NAMES}
     for name, service in services.items():
         for variable in environment(service):

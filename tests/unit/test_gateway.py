@@ -3,26 +3,31 @@ get clear JSON errors, never a 500, and a token is only as good as its account."
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import subprocess
 import uuid
 from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import delete
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import DataError, IntegrityError
 
 import services.intake
 from lianhu.config import kit_settings
 from lianhu.db import make_engine, make_session_factory, migrate
-from lianhu.rpc_client import RemoteError, RpcClient
+from lianhu.rpc_client import RemoteError, RpcClient, RpcUnavailable
 from services.intake.accounts import load_accounts
 from services.intake.app import create_app
 from services.intake.config import intake_settings
-from services.intake.models import Account
+from services.intake.models import Account, Report, outbox
 
 MAX_BODY = 4096
+AUDIO_MAX_BYTES = 512 * 1024
+AUDIO_MAX_SECONDS = 20
 ACCOUNTS = [
     {
         "username": name,
@@ -74,6 +79,8 @@ def gateway(tmp_path, monkeypatch, amqp_uri):
         "LIANHU_SECRET_KEY": "unit-test-signing-key-" + "k" * 32,
         "LIANHU_AMQP_URI": amqp_uri,
         "LIANHU_MAX_BODY_BYTES": str(MAX_BODY),
+        "LIANHU_AUDIO_MAX_BYTES": str(AUDIO_MAX_BYTES),
+        "LIANHU_AUDIO_MAX_SECONDS": str(AUDIO_MAX_SECONDS),
         # Every request re-reads the account, so disabling one shows at once in these tests.
         "LIANHU_ACCOUNT_RECHECK_SECONDS": "0",
     }.items():
@@ -261,3 +268,256 @@ def test_shutdown_closes_the_rpc_client(gateway, monkeypatch):
     with TestClient(app):
         pass
     assert closed == [app.state.rpc]
+
+
+# The registry's answers as HTTP
+
+
+class RecordingRpc(StubRpc):
+    def __init__(self, **answers):
+        super().__init__(**answers)
+        self.calls: list[tuple[str, tuple, dict]] = []
+
+    def call(self, service: str, method: str, *args, **kwargs):
+        self.calls.append((f"{service}.{method}", args, kwargs))
+        return super().call(service, method, *args, **kwargs)
+
+    def call_within(self, timeout: float, service: str, method: str, *args, **kwargs):
+        return self.call(service, method, *args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "code"),
+    [
+        ({"refused": "not_found", "detail": "no household 5"}, 404, "not_found"),
+        ({"refused": "forbidden", "detail": "no"}, 403, "forbidden"),
+        ({"refused": "conflict", "detail": "changed"}, 409, "conflict"),
+        ({"refused": "reason_required", "detail": "why?"}, 403, "reason_required"),
+        (
+            {"errors": [{"field": "lat", "message_zh": "纬度", "message_en": "bad lat"}]},
+            422,
+            "invalid_record",
+        ),
+        (RpcUnavailable("registry.update_household did not answer"), 503, "service_unavailable"),
+    ],
+)
+def test_registry_refusals_become_http_statuses(gateway, answer, status, code):
+    gateway.app.state.rpc = RecordingRpc(**{"registry.update_household": answer})
+    response = gateway.client.patch("/v1/households/5", json={"lat": 1}, headers=gateway.token())
+    assert (response.status_code, response.json()["code"]) == (status, code), response.text
+    if status == 422:
+        assert response.json()["errors"][0]["field"] == "lat"
+
+
+@pytest.mark.parametrize(("if_match", "version"), [('"3"', 3), ('W/"3"', 3), ("*", None), (None, None)])
+def test_if_match_carries_the_version_read(gateway, if_match, version):
+    rpc = RecordingRpc(**{"registry.update_household": {"id": 5, "version": 4}})
+    gateway.app.state.rpc = rpc
+    headers = {**gateway.token(), **({"If-Match": if_match} if if_match else {})}
+    response = gateway.client.patch("/v1/households/5", json={"address": "x"}, headers=headers)
+    assert response.status_code == 200 and response.headers["ETag"] == '"4"'
+    [(_, args, kwargs)] = rpc.calls
+    assert args[:2] == (5, {"address": "x"}) and kwargs == {"expected_version": version}
+    assert args[2] == {"username": "jq-lw", "role": "liaison_worker", "org_unit_id": 70}
+
+
+def test_a_file_that_is_not_a_scan_never_reaches_the_registry(gateway):
+    rpc = RecordingRpc()
+    gateway.app.state.rpc = rpc
+    response = gateway.client.post(
+        "/v1/households/5/documents",
+        data={"kind": "hukou"},
+        files={"file": ("scan.jpg", b"GIF89a pretending", "image/jpeg")},
+        headers=gateway.token(),
+    )
+    assert response.status_code == 415 and response.json()["code"] == "unsupported_media_type"
+    assert rpc.calls == []
+
+
+def test_a_refused_import_lists_its_problems(gateway):
+    errors = [{"row": 3, "column": "身份证号", "message_zh": "校验位错误", "message_en": "check character"}]
+    gateway.app.state.rpc = RecordingRpc(
+        **{
+            "registry.import_file": {
+                "imported": False,
+                "errors": errors,
+                "error_count": 1,
+                "errors_truncated": False,
+            }
+        }
+    )
+    response = gateway.client.post(
+        "/v1/registry/import",
+        files={"file": ("a.csv", "户口簿编号\n".encode(), "text/csv")},
+        headers=gateway.token(),
+    )
+    assert response.status_code == 422
+    assert (
+        response.json() | {"errors": errors} == response.json() and response.json()["code"] == "invalid_file"
+    )
+
+
+def test_a_download_names_its_file_in_utf8(gateway):
+    gateway.app.state.rpc = RecordingRpc(
+        **{
+            "registry.export_households": {
+                "content_b64": "YSxi",
+                "media_type": "text/csv; charset=utf-8",
+                "filename": "江千乡.csv",
+                "id_numbers": "masked",
+            }
+        }
+    )
+    response = gateway.client.get("/v1/registry/export?format=csv", headers=gateway.token())
+    assert response.status_code == 200 and response.content == b"a,b"
+    assert "filename*=UTF-8''%E6%B1%9F%E5%8D%83%E4%B9%A1.csv" in response.headers["content-disposition"]
+    assert response.headers["cache-control"] == "no-store"
+
+
+# Voice reports: real recordings through the real ffmpeg, into the real blob store
+
+
+def _run(*command: str) -> None:
+    subprocess.run(command, check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory) -> dict[str, bytes]:
+    """One spoken sentence in every format phones send, and a clip past the length limit."""
+    folder = tmp_path_factory.mktemp("recordings")
+    wav = folder / "clip.wav"
+    _run("espeak-ng", "-v", "zh", "-w", str(wav), "牧民家里的老人突然昏迷不醒")
+    for extension, codec in {"webm": "libopus", "ogg": "libopus", "mp3": "libmp3lame", "m4a": "aac"}.items():
+        _run(
+            "ffmpeg",
+            "-nostdin",
+            "-y",
+            "-loglevel",
+            "error",
+            "-i",
+            str(wav),
+            "-c:a",
+            codec,
+            str(folder / f"clip.{extension}"),
+        )
+    _run("sox", str(wav), "-r", "8000", "-c", "1", "-t", "amr-nb", str(folder / "clip.amr"))
+    long = folder / "long.ogg"
+    _run(
+        "ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono",
+        "-t", str(AUDIO_MAX_SECONDS + 1), "-c:a", "libopus", str(long),
+    )  # fmt: skip
+    return {path.name: path.read_bytes() for path in folder.iterdir()}
+
+
+def send_voice(
+    gateway: Gateway, data: bytes, filename: str = "clip.ogg", headers: dict | None = None, **fields
+):
+    return gateway.client.post(
+        "/v1/reports",
+        data=fields,
+        files={"audio": (filename, data, "application/octet-stream")},
+        headers={**gateway.token(), **(headers or {})},
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "media_type"),
+    [
+        ("clip.wav", "audio/wav"),
+        ("clip.amr", "audio/amr"),
+        ("clip.ogg", "audio/ogg"),
+        ("clip.webm", "audio/webm"),
+        ("clip.m4a", "audio/mp4"),
+        ("clip.mp3", "audio/mpeg"),
+    ],
+)
+def test_every_phone_format_is_accepted_and_stored_as_sent(gateway, recordings, name, media_type):
+    response = send_voice(gateway, recordings[name], name)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["audio"]["media_type"] == media_type and body["transcription"] == "pending"
+    assert 4 < body["audio"]["seconds"] < 7 and body["audio"]["bytes"] == len(recordings[name])
+    assert body["language"] == "bo"  # "auto": the liaison worker's own language
+    with gateway.sessions() as session:
+        [event] = [
+            json.loads(row.body)
+            for row in session.execute(outbox.select())
+            if json.loads(row.body)["report_id"] == body["id"]
+        ]
+    assert event["audio"]["sha256"] == hashlib.sha256(recordings[name]).hexdigest()
+    assert event["text"] == "" and event["language"] == "bo"
+    played = gateway.client.get(body["audio"]["url"], headers=gateway.token())
+    assert played.status_code == 200 and played.content == recordings[name]
+    assert played.headers["content-type"].startswith(media_type)
+
+
+def test_a_recording_is_served_in_ranges_to_those_allowed(gateway, recordings):
+    gateway.app.state.rpc = RecordingRpc(**{"routing.get_case": None})
+    data = recordings["clip.webm"]
+    body = send_voice(gateway, data, text="  补充：在冬季牧场 ", language="zh").json()
+    assert body["text"] == "补充：在冬季牧场" and body["language"] == "zh"
+    url = body["audio"]["url"]
+    part = gateway.client.get(url, headers={**gateway.token(), "Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.content == data[100:200]
+    assert part.headers["content-range"] == f"bytes 100-199/{len(data)}"
+    tail = gateway.client.get(url, headers={**gateway.token(), "Range": "bytes=-50"})
+    assert tail.status_code == 206 and tail.content == data[-50:]
+    # Another liaison worker, not among the case's recipients, hears nothing of it.
+    stranger = gateway.token("jq-lw-2")
+    assert gateway.client.get(url, headers=stranger).status_code == 404
+    gateway.app.state.rpc = RecordingRpc(
+        **{"routing.get_case": {"recipients": [{"org_unit": {"id": 70}, "role": "handler"}]}}
+    )
+    assert gateway.client.get(url, headers=stranger).status_code == 200
+    assert gateway.client.get("/v1/reports/nope/audio", headers=stranger).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("make", "status", "code"),
+    [
+        (lambda r: b"", 422, "empty_audio"),
+        (lambda r: b"%PDF-1.4 a document", 415, "unsupported_media_type"),
+        (lambda r: "牧民家里的老人".encode(), 415, "unsupported_media_type"),
+        (lambda r: b"OggS" + os.urandom(4000), 422, "corrupt_audio"),
+        (lambda r: r["clip.wav"][:60], 422, "corrupt_audio"),  # a header and nothing after it
+        (lambda r: r["long.ogg"], 413, "audio_too_long"),
+        (lambda r: b"RIFF\x00\x00\x00\x00WAVE" + bytes(AUDIO_MAX_BYTES), 413, "payload_too_large"),
+    ],
+)
+def test_bad_recordings_get_clear_errors_and_leave_nothing(gateway, recordings, make, status, code):
+    response = send_voice(gateway, make(recordings))
+    assert (response.status_code, response.json()["code"]) == (status, code), response.text
+    with gateway.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Report)) == 0
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"language": "fr"},
+        {"household_id": "twelve"},
+        {"lat": "91", "lon": "0"},
+        {"lat": "30"},
+        {"colour": "red"},
+    ],
+)
+def test_bad_form_fields_are_422(gateway, recordings, fields):
+    response = send_voice(gateway, recordings["clip.ogg"], **fields)
+    assert response.status_code == 422, response.text
+
+
+def test_a_form_without_its_recording_is_422(gateway):
+    response = gateway.client.post(
+        "/v1/reports", data={"text": "牦牛病了"}, files={"photo": ("a.txt", b"x")}, headers=gateway.token()
+    )
+    assert response.status_code == 422
+
+
+def test_a_retried_voice_report_is_one_report(gateway, recordings):
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    first = send_voice(gateway, recordings["clip.amr"], "clip.amr", key)
+    again = send_voice(gateway, recordings["clip.amr"], "clip.amr", key)
+    assert first.status_code == again.status_code == 201
+    assert again.json()["id"] == first.json()["id"] and again.headers["Idempotent-Replayed"] == "true"
+    other = send_voice(gateway, recordings["clip.mp3"], "clip.mp3", key)
+    assert (other.status_code, other.json()["code"]) == (422, "idempotency_key_reused")

@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lianhu.blobs import BlobNotFound, CorruptBlob
 from lianhu.rpc_client import RemoteError, RpcUnavailable
 
 RETRY_AFTER_SECONDS = "5"
@@ -20,6 +21,7 @@ _CODES = {
     405: "method_not_allowed",
     409: "conflict",
     413: "payload_too_large",
+    415: "unsupported_media_type",
     422: "invalid_request",
     429: "too_many_requests",
     503: "unavailable",
@@ -59,6 +61,12 @@ def install(app: FastAPI) -> None:
     async def _remote(request: Request, exc: RemoteError):
         # The service answered with a failure (often its own database): likely passing, so retryable.
         return error_response(503, f"a platform service failed: {exc.exc_type}", "service_error")
+
+    @app.exception_handler(BlobNotFound)
+    @app.exception_handler(CorruptBlob)
+    async def _blob(request: Request, exc: Exception):
+        # The report exists, so its recording was stored: the shared volume is away or damaged.
+        return error_response(503, "the stored recording cannot be read now", "blob_unavailable")
 
     @app.exception_handler(OperationalError)
     async def _database(request: Request, exc: OperationalError):

@@ -37,4 +37,5 @@ def login(
         org_unit=account.org_unit_id,
         org_unit_name=account.org_unit_name,
         township=account.township,
+        language=account.language,
     )
