@@ -12,8 +12,18 @@ MAX_PAGE = 200
 
 
 def deliver(session: Session, event: ReportRouted) -> int:
-    """Write the items this case's recipients do not have yet; returns how many were new."""
-    have = set(session.scalars(select(InboxItem.org_unit_id).where(InboxItem.case_id == event.case_id)))
+    """Write the items this case's recipients do not have yet, and bring the others up to a newer
+    revision of the case; returns how many items were new."""
+    items = session.scalars(select(InboxItem).where(InboxItem.case_id == event.case_id)).all()
+    for item in items:
+        if item.revision < event.revision:
+            item.category, item.urgency, item.summary = event.category, event.urgency, event.summary
+            item.deadline_at, item.revision, item.transcription = (
+                event.deadline_at,
+                event.revision,
+                event.transcription,
+            )
+    have = {item.org_unit_id for item in items}
     now = utcnow()
     new = [recipient for recipient in event.recipients if recipient.org_unit.id not in have]
     for recipient in new:
@@ -35,6 +45,9 @@ def deliver(session: Session, event: ReportRouted) -> int:
                 summary=event.summary,
                 deadline_at=event.deadline_at,
                 created_at=now,
+                revision=event.revision,
+                has_audio=event.audio is not None,
+                transcription=event.transcription,
             )
         )
     return len(new)
@@ -56,6 +69,9 @@ def item_json(item: InboxItem) -> dict:
         "deadline_at": item.deadline_at.isoformat(),
         "created_at": item.created_at.isoformat(),
         "read": item.read_at is not None,
+        "audio": f"/v1/reports/{item.report_id}/audio" if item.has_audio else None,
+        "transcription": item.transcription,
+        "revision": item.revision,
     }
 
 

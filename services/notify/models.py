@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from lianhu.db import UtcDateTime, make_metadata
@@ -22,7 +22,7 @@ class InboxItem(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     event_id: Mapped[str] = mapped_column(String(36))
     report_id: Mapped[str] = mapped_column(String(36), index=True)
-    case_id: Mapped[str] = mapped_column(String(36))
+    case_id: Mapped[str] = mapped_column(String(36), index=True)
     org_unit_id: Mapped[int] = mapped_column(Integer, index=True)
     org_unit_name: Mapped[str] = mapped_column(String(100))
     person_id: Mapped[int | None] = mapped_column(Integer)
@@ -36,3 +36,8 @@ class InboxItem(Base):
     deadline_at: Mapped[datetime] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     read_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The case's revision this item shows: a transcript routes a voice report again, and every
+    # item of the case follows the newest revision.
+    revision: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    has_audio: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    transcription: Mapped[str | None] = mapped_column(String(16))

@@ -9,9 +9,17 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from lianhu.events import Recipient, Reporter, ReportRouted, ReportSubmitted, utcnow
+from lianhu.events import (
+    Recipient,
+    Reporter,
+    ReportRouted,
+    ReportSubmitted,
+    ReportTranscribed,
+    TranscriptionFailed,
+    utcnow,
+)
 from services.routing.classify import Classification, Rules
-from services.routing.models import Case, CaseRecipient
+from services.routing.models import Case, CaseEvent, CaseRecipient
 from services.routing.recipients import resolve_recipients
 
 SUMMARY_CHARS = 80
@@ -40,7 +48,12 @@ def summarise(text: str) -> str:
 
 
 def routed_event(
-    report_id: str, text: str, reporter: Reporter, decision: Decision, rules: Rules
+    report_id: str,
+    text: str,
+    reporter: Reporter,
+    decision: Decision,
+    rules: Rules,
+    submitted: ReportSubmitted,
 ) -> ReportRouted:
     c = decision.classification
     reasons = "; ".join(f"{r.org_unit.name}: {r.reason}" for r in decision.recipients)
@@ -57,12 +70,29 @@ def routed_event(
         summary=summarise(text),
         reporter=reporter,
         explanation=f"{c.explanation} Recipients: {reasons}",
+        transcription="pending" if submitted.audio else None,
+        audio=submitted.audio,
     )
 
 
 def find_case(session: Session, report_id: str) -> Case | None:
     return session.scalar(
         select(Case).where(Case.report_id == report_id).options(selectinload(Case.recipients))
+    )
+
+
+def timeline(session: Session, case_id: str) -> list[dict]:
+    rows = session.scalars(select(CaseEvent).where(CaseEvent.case_id == case_id).order_by(CaseEvent.id))
+    return [{"at": row.at.isoformat(), "kind": row.kind, "actor": row.actor, **row.detail} for row in rows]
+
+
+def _recipient_row(recipient: Recipient, now) -> CaseRecipient:
+    return CaseRecipient(
+        org_unit_id=recipient.org_unit.id,
+        role=recipient.role,
+        position=recipient.position,
+        added_at=now,
+        detail=recipient.model_dump(mode="json"),
     )
 
 
@@ -87,19 +117,104 @@ def record_case(
         routed_at=now,
         deadline_at=event.deadline_at,
         routed_event=event.to_wire(),
-        recipients=[
-            CaseRecipient(
-                org_unit_id=r.org_unit.id,
-                role=r.role,
-                position=r.position,
-                added_at=now,
-                detail=r.model_dump(mode="json"),
-            )
-            for r in event.recipients
-        ],
+        transcription=event.transcription,
+        text=submitted.text,
+        recipients=[_recipient_row(r, now) for r in event.recipients],
     )
     session.add(case)
+    session.add(
+        CaseEvent(
+            case_id=case.id,
+            at=now,
+            kind="routed",
+            actor="routing",
+            detail={
+                "category": event.category,
+                "urgency": event.urgency,
+                "units": [r.org_unit.id for r in event.recipients],
+            },
+        )
+    )
     return case
+
+
+def rerouted_event(
+    case: Case, transcribed: ReportTranscribed, decision: Decision, rules: Rules
+) -> ReportRouted:
+    """The case as its transcript shows it: recipients only added, urgency only raised, the
+    deadline only brought forward; the category is the transcript's unless it says nothing."""
+    previous = ReportRouted.model_validate(case.routed_event)
+    c = decision.classification
+    have = {r.org_unit.id for r in previous.recipients}
+    recipients = previous.recipients + [r for r in decision.recipients if r.org_unit.id not in have]
+    category = previous.category if c.category == "other" else c.category
+    urgency = "urgent" if "urgent" in (c.urgency, previous.urgency) else "general"
+    reasons = "; ".join(f"{r.org_unit.name}: {r.reason}" for r in recipients)
+    return previous.model_copy(
+        update={
+            "event_id": str(uuid.uuid4()),
+            "occurred_at": utcnow(),
+            "category": category,
+            "urgency": urgency,
+            "matched": c.matched or previous.matched,
+            "rules_version": rules.version,
+            "deadline_at": min(previous.deadline_at, decision.deadline_at),
+            "recipients": recipients,
+            "summary": summarise(" ".join(part for part in (previous.summary, transcribed.text) if part)),
+            "explanation": f"{c.explanation} (transcript) Recipients: {reasons}",
+            "revision": previous.revision + 1,
+            "transcription": "done",
+        }
+    )
+
+
+def record_transcript(
+    session: Session, case: Case, transcribed: ReportTranscribed, routed: ReportRouted
+) -> None:
+    before = ReportRouted.model_validate(case.routed_event)
+    now = utcnow()
+    known = {recipient.org_unit_id for recipient in case.recipients}
+    added = [r for r in routed.recipients if r.org_unit.id not in known]
+    case.recipients.extend(_recipient_row(r, now) for r in added)
+    case.category = routed.category
+    case.urgency = routed.urgency
+    case.deadline_at = routed.deadline_at
+    case.explanation = routed.explanation
+    case.summary = routed.summary
+    case.routed_event = routed.to_wire()
+    case.revision = routed.revision
+    case.transcription = "done"
+    case.transcript = transcribed.text
+    session.add(
+        CaseEvent(
+            case_id=case.id,
+            at=now,
+            kind="transcribed",
+            actor="speech",
+            detail={
+                "engine": transcribed.engine,
+                "model": transcribed.model,
+                "language": transcribed.language,
+                "audio_seconds": transcribed.audio_seconds,
+                "category": [before.category, routed.category],
+                "urgency": [before.urgency, routed.urgency],
+                "added_units": [r.org_unit.id for r in added],
+            },
+        )
+    )
+
+
+def record_transcription_failure(session: Session, case: Case, failed: TranscriptionFailed) -> None:
+    case.transcription = "failed"
+    session.add(
+        CaseEvent(
+            case_id=case.id,
+            at=utcnow(),
+            kind="transcription_failed",
+            actor="speech",
+            detail={"reason": failed.reason, "detail": failed.detail, "language": failed.language},
+        )
+    )
 
 
 def case_json(case: Case) -> dict:
@@ -118,6 +233,9 @@ def case_json(case: Case) -> dict:
         "routed_at": routed["occurred_at"],
         "handler": routed["handler"],
         "recipients": [recipient.detail for recipient in case.recipients],
+        "revision": case.revision,
+        "transcription": case.transcription,
+        "transcript": case.transcript,
     }
 
 

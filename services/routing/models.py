@@ -36,6 +36,13 @@ class Case(Base):
     # The report_routed event exactly as first emitted: a redelivery re-emits it unchanged, so
     # consumers see the same event id and dedupe.
     routed_event: Mapped[dict] = mapped_column(JSON)
+    # A voice report: pending until the speech service answers, then done (with the transcript) or
+    # failed (the recording stays the report).
+    transcription: Mapped[str | None] = mapped_column(String(16))
+    # The report's own words, re-read with its transcript when that arrives.
+    text: Mapped[str | None] = mapped_column(Text)
+    transcript: Mapped[str | None] = mapped_column(Text)
+    revision: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     recipients: Mapped[list[CaseRecipient]] = relationship(
         back_populates="case", order_by="CaseRecipient.id", cascade="all, delete-orphan"
@@ -54,3 +61,16 @@ class CaseRecipient(Base):
     detail: Mapped[dict] = mapped_column(JSON)
 
     case: Mapped[Case] = relationship(back_populates="recipients")
+
+
+class CaseEvent(Base):
+    """The case's timeline: what happened to it, when, by whom (a person or a service), and why."""
+
+    __tablename__ = "case_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    kind: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict] = mapped_column(JSON)

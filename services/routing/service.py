@@ -7,8 +7,15 @@ from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy, rpc
 from sqlalchemy.exc import IntegrityError
 
-from lianhu.events import Reporter, ReportRouted, ReportSubmitted, utcnow
-from lianhu.nameko_ext import Database, Topology, call_rpc, subscribe
+from lianhu.events import (
+    Reporter,
+    ReportRouted,
+    ReportSubmitted,
+    ReportTranscribed,
+    TranscriptionFailed,
+    utcnow,
+)
+from lianhu.nameko_ext import Database, NotYet, Topology, call_rpc, subscribe
 from services.routing import cases
 from services.routing.cases import Decision
 from services.routing.classify import Rules, classify, load_rules
@@ -49,7 +56,9 @@ class RoutingService:
             decision = self._decide(
                 event.text, event.reporter.org_unit_id, event.household_id, event.submitted_at
             )
-            routed = cases.routed_event(event.report_id, event.text, event.reporter, decision, self.rules)
+            routed = cases.routed_event(
+                event.report_id, event.text, event.reporter, decision, self.rules, event
+            )
             try:
                 with self.db.begin() as session:
                     cases.record_case(session, routed, decision, event)
@@ -63,13 +72,44 @@ class RoutingService:
         # here again and re-emits the same event (same id), so notify dedupes.
         self.dispatch(ReportRouted.event_type, routed.to_wire())
 
+    @subscribe("routing", ReportTranscribed)
+    def handle_report_transcribed(self, event: ReportTranscribed) -> None:
+        """Route the case again on what was said; a transcript already applied is announced again."""
+        with self.db() as session:
+            case = cases.find_case(session, event.report_id)
+        if case is None:
+            raise NotYet(f"report {event.report_id} is not routed yet")
+        if case.transcription != "done":
+            reporter = ReportRouted.model_validate(case.routed_event).reporter
+            text = " ".join(part for part in (case.text or "", event.text) if part)
+            decision = self._decide(text, reporter.org_unit_id, case.household_id, case.submitted_at)
+            with self.db.begin() as session:
+                case = cases.find_case(session, event.report_id)
+                if case.transcription != "done":  # a concurrent delivery may have applied it meanwhile
+                    rerouted = cases.rerouted_event(case, event, decision, self.rules)
+                    cases.record_transcript(session, case, event, rerouted)
+        # After the commit, as for a new report: a crash before this line redelivers the transcript,
+        # which finds it applied and announces the same revision again (same event id).
+        self.dispatch(ReportRouted.event_type, case.routed_event)
+
+    @subscribe("routing", TranscriptionFailed)
+    def handle_transcription_failed(self, event: TranscriptionFailed) -> None:
+        with self.db.begin() as session:
+            case = cases.find_case(session, event.report_id)
+            if case is None:
+                raise NotYet(f"report {event.report_id} is not routed yet")
+            if case.transcription == "pending":
+                cases.record_transcription_failure(session, case, event)
+
     @rpc
     def get_case(self, report_id) -> dict | None:
         if not isinstance(report_id, str):
             return None
         with self.db() as session:
             case = cases.find_case(session, report_id)
-            return cases.case_json(case) if case else None
+            if case is None:
+                return None
+            return {**cases.case_json(case), "timeline": cases.timeline(session, case.id)}
 
     @rpc
     def explain(self, text, reporter) -> dict:

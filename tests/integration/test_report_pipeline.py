@@ -16,7 +16,7 @@ from kombu import Connection
 from lianhu.bus import ConfirmedPublisher
 from lianhu.config import kit_settings
 from lianhu.db import make_engine, make_session_factory, migrate
-from lianhu.events import Reporter, ReportSubmitted, utcnow
+from lianhu.events import AudioRef, Reporter, ReportSubmitted, ReportTranscribed, TranscriptionFailed, utcnow
 from lianhu.topology import SUBSCRIPTIONS, declare, subscription
 from services.notify.service import NotifyService
 from services.registry.seed import seed_demo
@@ -211,3 +211,88 @@ def test_a_failing_handler_is_dead_lettered_then_redriven_after_the_fix(platform
         )
     )
     assert queue_depth(sub.dead_letter_queue) == 0
+
+
+def test_a_voice_report_is_delivered_at_once_then_rerouted_by_its_transcript(platform):
+    worker = next(a for a in platform["accounts"] if a["role"] == "liaison_worker")
+    urls = platform["urls"]
+    event = submitted(worker, "").model_copy(
+        update={
+            "audio": AudioRef(sha256="b" * 64, media_type="audio/amr", size_bytes=3287, duration_seconds=5.0)
+        }
+    )
+    # The transcript may outrun the report's routing: it waits (retried) until the case exists.
+    transcript = ReportTranscribed(
+        report_id=event.report_id,
+        text="家里 老人 昏迷 不醒 情况 紧急",
+        language="zh",
+        engine="vosk",
+        model="test",
+        audio_seconds=5.0,
+        decode_seconds=0.7,
+    )
+    platform["publish"].publish(
+        "speech.events", "report_transcribed", json.dumps(transcript.to_wire()).encode(), transcript.event_id
+    )
+    time.sleep(0.3)
+    send(platform, event, event.event_id)
+
+    def items():
+        found = rows(
+            urls["notify"],
+            "SELECT position, category, urgency, revision, has_audio, transcription FROM inbox_items "
+            "WHERE report_id = :r",
+            r=event.report_id,
+        )
+        return found if len(found) == 4 and all(row[3] == 2 for row in found) else None
+
+    delivered = wait_until(items, timeout=40)
+    assert {row[0] for row in delivered} == {
+        "village_grid",
+        "governance_centre",
+        "township_command",
+        "department",
+    }
+    assert {row[1:] for row in delivered} == {("illness", "urgent", 2, True, "done")}
+    case = rows(
+        urls["routing"],
+        "SELECT transcription, transcript, revision FROM cases WHERE report_id = :r",
+        r=event.report_id,
+    )
+    assert case == [("done", transcript.text, 2)]
+    # The same transcript again (a redelivery) changes nothing and adds no item.
+    platform["publish"].publish(
+        "speech.events", "report_transcribed", json.dumps(transcript.to_wire()).encode(), transcript.event_id
+    )
+    time.sleep(1)
+    assert (
+        len(rows(urls["notify"], "SELECT id FROM inbox_items WHERE report_id = :r", r=event.report_id)) == 4
+    )
+    assert rows(urls["routing"], "SELECT revision FROM cases WHERE report_id = :r", r=event.report_id) == [
+        (2,)
+    ]
+
+
+def test_a_failed_transcription_leaves_the_case_with_its_recording(platform):
+    worker = next(a for a in platform["accounts"] if a["role"] == "liaison_worker")
+    urls = platform["urls"]
+    event = submitted(worker, "").model_copy(
+        update={
+            "audio": AudioRef(sha256="c" * 64, media_type="audio/ogg", size_bytes=100, duration_seconds=1.0)
+        }
+    )
+    send(platform, event, event.event_id)
+    wait_until(lambda: rows(urls["routing"], "SELECT id FROM cases WHERE report_id = :r", r=event.report_id))
+    failed = TranscriptionFailed(
+        report_id=event.report_id, language="bo", reason="no_model", detail="no bo model"
+    )
+    platform["publish"].publish(
+        "speech.events", "transcription_failed", json.dumps(failed.to_wire()).encode(), failed.event_id
+    )
+    assert wait_until(
+        lambda: rows(
+            urls["routing"],
+            "SELECT transcription FROM cases WHERE report_id = :r AND transcription = 'failed'",
+            r=event.report_id,
+        )
+    )
