@@ -29,6 +29,7 @@ install: $(STAMP)
 
 # RabbitMQ (and PostgreSQL for the test suite) must answer; start them where they are installed.
 services: install
+	deploy/local/ensure-system-packages.sh run
 	deploy/local/ensure-broker.sh
 
 migrate: services

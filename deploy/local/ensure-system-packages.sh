@@ -1,11 +1,24 @@
 #!/usr/bin/env bash
-# Debian packages the suite uses: promtool (prometheus) and docker-compose validate the deploy
-# files offline. Installed when missing and we may (root with apt-get); otherwise said clearly.
+# Debian packages the platform and its suite use, installed when missing and we may (root with
+# apt-get); otherwise said clearly. `ensure-system-packages.sh run` (make run): only what the services
+# need, ffmpeg to decode recordings. Without an argument (make test) also what the tests use:
+# promtool (prometheus) and docker-compose validate the deploy files offline; espeak-ng speaks the
+# test clips, sox with libsox-fmt-all writes AMR-NB ones.
 set -euo pipefail
-declare -A package_of=([promtool]=prometheus [docker-compose]=docker-compose)
+has_amr_nb() { [[ "$(sox --help-format amr-nb 2>/dev/null)" == *"Format: amr-nb"* ]]; }
+declare -A probe_of=([ffmpeg]="command -v ffmpeg")
+if [ "${1:-test}" != run ]; then
+    probe_of+=(
+        [prometheus]="command -v promtool"
+        [docker-compose]="command -v docker-compose"
+        [espeak-ng]="command -v espeak-ng"
+        [sox]="command -v sox"
+        [libsox-fmt-all]=has_amr_nb
+    )
+fi
 missing=()
-for tool in "${!package_of[@]}"; do
-    command -v "$tool" >/dev/null 2>&1 || missing+=("${package_of[$tool]}")
+for package in "${!probe_of[@]}"; do
+    ${probe_of[$package]} >/dev/null 2>&1 || missing+=("$package")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

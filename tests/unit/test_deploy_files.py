@@ -31,6 +31,7 @@ import yaml
 from lianhu.config import SERVICE_NAMES, KitSettings
 from services.intake.config import IntakeSettings
 from services.registry.config import RegistrySettings
+from services.speech.config import SpeechSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -239,7 +240,7 @@ def test_secrets_are_never_written_down(compose):
 def test_lianhu_variables_are_settings_fields(services):
     known = {
         f"LIANHU_{field.upper()}"
-        for settings in (KitSettings, IntakeSettings, RegistrySettings)
+        for settings in (KitSettings, IntakeSettings, RegistrySettings, SpeechSettings)
         for field in settings.model_fields
     }
     known |= {f"LIANHU_{service.upper()}_DATABASE_URL" for service in SERVICE_NAMES}
