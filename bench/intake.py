@@ -545,6 +545,9 @@ def server_env(var_dir: Path, database_url: str, amqp_uri: str) -> dict[str, str
         LIANHU_INTAKE_DATABASE_URL=database_url,
         LIANHU_AMQP_URI=amqp_uri,
         LIANHU_SECRET_KEY="bench-" + uuid.uuid4().hex,
+        # One account from one address at hundreds of reports a second: the limits would be measured.
+        LIANHU_INTAKE_RATE_PER_ACCOUNT="",
+        LIANHU_INTAKE_RATE_PER_ADDRESS="",
         PYTHONWARNINGS="ignore::DeprecationWarning",
     )
     return env

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import secrets
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -14,8 +19,8 @@ from lianhu.auth import Principal
 from lianhu.config import KitSettings
 from lianhu.db import make_engine, make_session_factory
 from lianhu.events import utcnow
-from services.intake.models import Account
-from services.intake.passwords import DUMMY_HASH, hash_password, verify_password
+from services.intake.models import Account, AuthEvent, RefreshToken
+from services.intake.passwords import DUMMY_HASH, hash_password, needs_rehash, verify_password
 
 DEMO_ACCOUNTS_FILE = "demo-accounts.json"
 
@@ -56,14 +61,139 @@ class AccountStates:
         return active
 
 
-def authenticate(session: Session, username: str, password: str) -> Account | None:
+@dataclass(frozen=True)
+class LockoutPolicy:
+    max_failures: int = 5
+    lock_for: timedelta = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """The account when the password was right; ``locked_until`` when the account refuses any
+    password for now (too many wrong ones in a row)."""
+
+    account: Account | None = None
+    locked_until: datetime | None = None
+
+
+def authenticate(
+    session: Session, username: str, password: str, policy: LockoutPolicy, address: str | None = None
+) -> SignIn:
+    """Check a password in the caller's write transaction, which should be committed whatever the
+    outcome: a failure is counted, a success clears the count and upgrades an old hash, and every
+    outcome goes to the sign-in log.
+    """
+    now = utcnow()
     account = session.get(Account, username)
     if account is None:
         verify_password(password, DUMMY_HASH)
-        return None
+        record(session, username, "login_failed", address=address, detail="unknown account")
+        return SignIn()
+    if account.locked_until is not None and account.locked_until > now:
+        record(session, username, "login_refused_locked", address=address)
+        return SignIn(locked_until=account.locked_until)
     if not verify_password(password, account.password_hash) or account.disabled:
+        account.failed_logins += 1
+        detail = "disabled" if account.disabled else f"failure {account.failed_logins}"
+        record(session, username, "login_failed", address=address, detail=detail)
+        if account.failed_logins >= policy.max_failures:
+            account.locked_until = now + policy.lock_for
+            account.failed_logins = 0
+            record(
+                session,
+                username,
+                "locked",
+                address=address,
+                detail=f"until {account.locked_until.isoformat()}",
+            )
+        return SignIn()
+    account.failed_logins = 0
+    account.locked_until = None
+    if needs_rehash(account.password_hash):
+        account.password_hash = hash_password(password)
+    record(session, username, "login", address=address)
+    return SignIn(account=account)
+
+
+def record(
+    session: Session,
+    username: str,
+    action: str,
+    actor: str | None = None,
+    address: str | None = None,
+    detail: str | None = None,
+) -> None:
+    session.add(
+        AuthEvent(at=utcnow(), username=username, action=action, actor=actor, address=address, detail=detail)
+    )
+
+
+# ------------------------------------------------------------------------------------ refresh tokens
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_refresh(session: Session, username: str, ttl: timedelta, family: str | None = None) -> str:
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    session.add(
+        RefreshToken(
+            token_hash=_digest(token),
+            family=family or str(uuid.uuid4()),
+            username=username,
+            issued_at=now,
+            expires_at=now + ttl,
+        )
+    )
+    return token
+
+
+def rotate_refresh(
+    session: Session, token: str, ttl: timedelta, address: str | None = None
+) -> tuple[Account, str] | None:
+    """The account and a new refresh token in place of ``token``; None when it is not usable. A
+    token used twice was copied: its whole family is revoked, so commit whatever the outcome."""
+    now = utcnow()
+    stored = session.get(RefreshToken, _digest(token)) if isinstance(token, str) and token else None
+    if stored is None:
         return None
-    return account
+    if stored.used_at is not None or stored.revoked_at is not None:
+        if stored.revoked_at is None:
+            revoke_family(session, stored.family)
+            record(session, stored.username, "refresh_reused", address=address, detail="family revoked")
+        return None
+    account = session.get(Account, stored.username)
+    if stored.expires_at <= now or account is None or account.disabled:
+        return None
+    stored.used_at = now
+    return account, issue_refresh(session, account.username, ttl, stored.family)
+
+
+def revoke_family(session: Session, family: str) -> None:
+    now = utcnow()
+    for row in session.scalars(
+        select(RefreshToken).where(RefreshToken.family == family, RefreshToken.revoked_at.is_(None))
+    ):
+        row.revoked_at = now
+
+
+def revoke_all(session: Session, username: str) -> None:
+    now = utcnow()
+    for row in session.scalars(
+        select(RefreshToken).where(RefreshToken.username == username, RefreshToken.revoked_at.is_(None))
+    ):
+        row.revoked_at = now
+
+
+def revoke(session: Session, token: str) -> str | None:
+    """Sign a phone out: the token's family is revoked. The username, or None for an unknown token."""
+    stored = session.get(RefreshToken, _digest(token)) if isinstance(token, str) and token else None
+    if stored is None:
+        return None
+    revoke_family(session, stored.family)
+    return stored.username
 
 
 def default_language(role: str) -> str:

@@ -10,6 +10,7 @@ import threading
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from lianhu.blobs import FilesystemBlobStore
 from lianhu.bus import ConfirmedPublisher, OutboxRelay
@@ -17,8 +18,19 @@ from lianhu.db import make_engine, make_read_session_factory, make_session_facto
 from lianhu.rpc_client import RpcClient
 from services.intake.accounts import AccountStates
 from services.intake.api import errors
+from services.intake.api.headers import SecurityHeaders
 from services.intake.api.limits import BodySizeLimit
-from services.intake.api.routes import auth, health, households, inbox, registry_files, reports, routing
+from services.intake.api.ratelimit import RateLimits
+from services.intake.api.routes import (
+    accounts,
+    auth,
+    health,
+    households,
+    inbox,
+    registry_files,
+    reports,
+    routing,
+)
 from services.intake.config import IntakeSettings, intake_settings
 from services.intake.models import outbox
 from services.intake.submissions import ReportWriter
@@ -72,8 +84,14 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     app.state.rpc = rpc
     app.state.audio_blobs = FilesystemBlobStore(settings.blob_root("audio"))
     app.state.signing_key = settings.signing_key()
+    app.state.rate_limits = RateLimits(
+        login_per_account=settings.login_rate_per_account,
+        login_per_address=settings.login_rate_per_address,
+        intake_per_account=settings.intake_rate_per_account,
+        intake_per_address=settings.intake_rate_per_address,
+    )
     errors.install(app)
-    for module in (auth, reports, inbox, routing, households, registry_files, health):
+    for module in (auth, accounts, reports, inbox, routing, households, registry_files, health):
         app.include_router(module.router)
     app.add_middleware(
         BodySizeLimit,
@@ -84,4 +102,15 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             ("POST", r"/v1/registry/import", settings.import_max_bytes),
         ),
     )
+    origins = [origin.strip() for origin in settings.cors_origins.split(",") if origin.strip()]
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match", "Range"],
+            expose_headers=["Location", "ETag", "Retry-After", "Idempotent-Replayed", "Content-Range"],
+            max_age=600,
+        )
+    app.add_middleware(SecurityHeaders)
     return app

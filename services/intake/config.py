@@ -10,7 +10,20 @@ from lianhu.config import KitSettings
 class IntakeSettings(KitSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8000
-    token_ttl_minutes: int = 720
+    # Access tokens are short-lived; a phone keeps its refresh token (rotated on every use) instead.
+    token_ttl_minutes: int = 15
+    refresh_ttl_days: int = 30
+    # Lockout: this many wrong passwords in a row lock the account for lockout_minutes.
+    login_max_failures: int = 5
+    lockout_minutes: int = 15
+    # Moving-window rate limits ("N/second|minute|hour"; empty: none), per process. Addresses are
+    # shared by many phones behind a carrier's NAT, so their limits are wide.
+    login_rate_per_account: str = "10/minute"
+    login_rate_per_address: str = "60/minute"
+    intake_rate_per_account: str = "120/minute"
+    intake_rate_per_address: str = "3000/minute"
+    # Browser frontends allowed to call the gateway (comma-separated origins); empty: none.
+    cors_origins: str = ""
     report_text_max: int = 4000
     max_body_bytes: int = 64 * 1024
     # A voice report: the recording (10 MB) and its form; at most this many seconds once decoded.

@@ -30,6 +30,10 @@ class Account(Base):
     language: Mapped[str] = mapped_column(String(8), default="zh", server_default="zh")
     disabled: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # Lockout: failed sign-ins in a row, and until when the account refuses to sign in.
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    password_changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class Report(Base):
@@ -62,6 +66,42 @@ class IdempotencyKey(Base):
     status_code: Mapped[int] = mapped_column(Integer)
     response_body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class RefreshToken(Base):
+    """A long-lived sign-in a phone keeps, stored only as its SHA-256.
+
+    Each use replaces it with a new one in the same ``family``; presenting a used or revoked token
+    again means it was copied, and the whole family is revoked (the phone signs in again).
+    """
+
+    __tablename__ = "refresh_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    family: Mapped[str] = mapped_column(String(36), index=True)
+    # A deleted account's sign-ins go with it.
+    username: Mapped[str] = mapped_column(ForeignKey("accounts.username", ondelete="CASCADE"), index=True)
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class AuthEvent(Base):
+    """Append-only (database triggers refuse UPDATE and DELETE): sign-ins, lockouts, account changes.
+
+    Never a password or a token: who, what, from where, about whom, why.
+    """
+
+    __tablename__ = "auth_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str | None] = mapped_column(String(64))
+    address: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
 
 
 outbox = outbox_table(Base.metadata)

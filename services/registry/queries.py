@@ -215,3 +215,30 @@ def _by_township(session: Session) -> list[dict[str, Any]]:
             stats[ids[1]]["households"] += households
             stats[ids[1]]["members"] += members
     return list(stats.values())
+
+
+def position_of(session: Session, person_id: int, org_unit_id: int) -> dict[str, Any] | None:
+    """The person's position at the unit (what an account is bound to), with the unit's township."""
+    if not (valid_id(person_id) and valid_id(org_unit_id)):
+        return None
+    row = session.execute(
+        select(Position, Person, OrgUnit)
+        .join(Person, Person.id == Position.person_id)
+        .join(OrgUnit, OrgUnit.id == Position.org_unit_id)
+        .where(Position.person_id == person_id, Position.org_unit_id == org_unit_id)
+        .order_by(Position.is_head.desc(), Position.id)
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    position, person, unit = row
+    township = session.scalar(
+        select(OrgUnit.name).where(OrgUnit.id.in_(path_ids(unit.path)), OrgUnit.kind == "township")
+    )
+    return {
+        "role": position.role,
+        "title": position.title,
+        "person": person_ref(person),
+        "unit": unit_ref(unit),
+        "township": township or "",
+    }

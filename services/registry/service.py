@@ -178,6 +178,12 @@ class RegistryService:
             return queries.department(session, code)
 
     @rpc
+    def position_of(self, person_id: int, org_unit_id: int) -> dict | None:
+        """The position an account would be bound to: role, title, person, unit and township."""
+        with self.db() as session:
+            return queries.position_of(session, person_id, org_unit_id)
+
+    @rpc
     def get_household(self, household_id: int) -> dict | None:
         if not queries.valid_id(household_id):
             return None

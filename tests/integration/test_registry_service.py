@@ -22,7 +22,7 @@ from lianhu.config import kit_settings
 from lianhu.db import make_engine, make_session_factory, migrate
 from services.registry.config import registry_settings
 from services.registry.idnumber import check_character, mask_id_number
-from services.registry.models import AuditEntry, Household, Member, OrgUnit
+from services.registry.models import AuditEntry, Household, Member, OrgUnit, Position
 from services.registry.protection import Protector
 from services.registry.seed import seed_demo
 from services.registry.service import RegistryService
@@ -333,3 +333,17 @@ def test_whole_file_methods_refuse_bad_callers_and_input(registry):
     assert registry.import_file("", "x.csv", None)["refused"] == "forbidden"
     template = registry.import_template("csv")
     assert base64.b64decode(template["content_b64"]).decode("utf-8-sig").startswith("户口簿编号")
+
+
+def test_position_of_binds_an_account_to_a_real_position(registry, seeded_registry):
+    engine = make_engine(seeded_registry[0])
+    with make_session_factory(engine)() as session:
+        grid = session.execute(
+            select(Position.person_id, Position.org_unit_id).where(Position.role == "village_grid").limit(1)
+        ).one()
+    engine.dispose()
+    position = registry.position_of(grid.person_id, grid.org_unit_id)
+    assert (position["role"], position["unit"]["kind"]) == ("village_grid", "village")
+    assert position["township"]
+    assert registry.position_of(grid.person_id, grid.org_unit_id + 999_999) is None
+    assert registry.position_of("1", None) is None

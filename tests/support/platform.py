@@ -126,6 +126,11 @@ def platform_env(var_dir: Path, amqp_uri: str, database_urls: dict[str, str], po
         LIANHU_HTTP_PORT=str(port),
         LIANHU_SECRET_KEY="e2e-" + os.urandom(16).hex(),
         LIANHU_RPC_TIMEOUT_SECONDS="10",
+        # The suites drive many reports and sign-ins from one address and account in seconds; the
+        # limits themselves are tested against the gateway (tests/unit/test_gateway.py).
+        LIANHU_INTAKE_RATE_PER_ACCOUNT="",
+        LIANHU_INTAKE_RATE_PER_ADDRESS="",
+        LIANHU_LOGIN_RATE_PER_ADDRESS="",
         PYTHONWARNINGS="ignore::DeprecationWarning",
     )
     for service, url in database_urls.items():

@@ -21,9 +21,10 @@ from lianhu.config import kit_settings
 from lianhu.db import make_engine, make_session_factory, migrate
 from lianhu.rpc_client import RemoteError, RpcClient, RpcUnavailable
 from services.intake.accounts import load_accounts
+from services.intake.api.ratelimit import RateLimits
 from services.intake.app import create_app
 from services.intake.config import intake_settings
-from services.intake.models import Account, Report, outbox
+from services.intake.models import Account, AuthEvent, Report, outbox
 
 MAX_BODY = 4096
 AUDIO_MAX_BYTES = 512 * 1024
@@ -39,6 +40,15 @@ ACCOUNTS = [
         "township": "江千乡",
     }
     for name in ("jq-lw", "jq-lw-2")
+] + [
+    {
+        "username": "centre-1",
+        "password": "s3cret-pass",
+        "role": "governance_centre",
+        "person_id": 2,
+        "org_unit": 2,
+        "org_unit_name": "综治中心",
+    }
 ]
 
 
@@ -79,6 +89,9 @@ def gateway(tmp_path, monkeypatch, amqp_uri):
         "LIANHU_SECRET_KEY": "unit-test-signing-key-" + "k" * 32,
         "LIANHU_AMQP_URI": amqp_uri,
         "LIANHU_MAX_BODY_BYTES": str(MAX_BODY),
+        # Every request signs in again here; the limits get their own tests below.
+        "LIANHU_LOGIN_RATE_PER_ACCOUNT": "",
+        "LIANHU_LOGIN_RATE_PER_ADDRESS": "",
         "LIANHU_AUDIO_MAX_BYTES": str(AUDIO_MAX_BYTES),
         "LIANHU_AUDIO_MAX_SECONDS": str(AUDIO_MAX_SECONDS),
         # Every request re-reads the account, so disabling one shows at once in these tests.
@@ -521,3 +534,197 @@ def test_a_retried_voice_report_is_one_report(gateway, recordings):
     assert again.json()["id"] == first.json()["id"] and again.headers["Idempotent-Replayed"] == "true"
     other = send_voice(gateway, recordings["clip.mp3"], "clip.mp3", key)
     assert (other.status_code, other.json()["code"]) == (422, "idempotency_key_reused")
+
+
+# Signing in, refreshing, signing out; limits and headers
+
+
+def sign_in(gateway: Gateway, password: str = "s3cret-pass", username: str = "jq-lw"):
+    return gateway.client.post("/v1/auth/token", data={"username": username, "password": password})
+
+
+def test_a_refresh_token_is_spent_once_and_a_replay_ends_the_sign_in(gateway):
+    first = sign_in(gateway).json()
+    assert first["expires_in"] == 15 * 60 and first["refresh_token"]
+    renewed = gateway.client.post("/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert renewed.status_code == 200, renewed.text
+    current = renewed.json()["refresh_token"]
+    inbox = gateway.client.get(
+        "/v1/inbox", headers={"Authorization": f"Bearer {renewed.json()['access_token']}"}
+    )
+    assert inbox.status_code == 200
+    replay = gateway.client.post("/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert (replay.status_code, replay.json()["code"]) == (401, "invalid_refresh_token")
+    # The copy's replay ended the phone's sign-in too.
+    assert gateway.client.post("/v1/auth/refresh", json={"refresh_token": current}).status_code == 401
+    for bad in ({}, {"refresh_token": ""}, {"refresh_token": 7}, {"refresh_token": "x" * 500}):
+        assert gateway.client.post("/v1/auth/refresh", json=bad).status_code == 422, bad
+
+
+def test_signing_out_spends_the_refresh_token(gateway):
+    token = sign_in(gateway).json()["refresh_token"]
+    assert gateway.client.post("/v1/auth/logout", json={"refresh_token": token}).status_code == 204
+    assert gateway.client.post("/v1/auth/refresh", json={"refresh_token": token}).status_code == 401
+    assert gateway.client.post("/v1/auth/logout", json={"refresh_token": "unknown"}).status_code == 204
+
+
+def test_brute_force_locks_the_account_and_says_when_to_retry(gateway):
+    for _ in range(5):
+        assert sign_in(gateway, "guess-" + uuid.uuid4().hex).status_code == 401
+    locked = sign_in(gateway)  # even the right password
+    assert (locked.status_code, locked.json()["code"]) == (429, "account_locked")
+    assert 60 < int(locked.headers["Retry-After"]) <= 15 * 60
+    assert sign_in(gateway, username="jq-lw-2").status_code == 200  # another account is not affected
+    with gateway.sessions() as session:
+        actions = [
+            row.action for row in session.scalars(select(AuthEvent).where(AuthEvent.username == "jq-lw"))
+        ]
+    assert (
+        actions.count("login_failed") == 5 and "locked" in actions and actions[-1] == "login_refused_locked"
+    )
+
+
+def test_too_many_sign_ins_or_reports_are_429_with_retry_after(gateway):
+    gateway.app.state.rate_limits = RateLimits(
+        login_per_account="3/minute",
+        login_per_address="",
+        intake_per_account="2/minute",
+        intake_per_address="",
+    )
+    answers = [sign_in(gateway, "wrong-password-1").status_code for _ in range(4)]
+    assert answers == [401, 401, 401, 429]
+    headers = {"Authorization": f"Bearer {sign_in(gateway, username='jq-lw-2').json()['access_token']}"}
+    sent = [gateway.client.post("/v1/reports", json={"text": "雪灾"}, headers=headers) for _ in range(3)]
+    assert [response.status_code for response in sent] == [201, 201, 429]
+    assert int(sent[-1].headers["Retry-After"]) >= 1 and sent[-1].json()["code"] == "too_many_requests"
+
+
+def test_changing_a_password_checks_the_old_one_and_the_rules(gateway):
+    headers = gateway.token()
+    change = "/v1/auth/password"
+    wrong = gateway.client.post(
+        change, json={"current_password": "nope", "new_password": "牧场冬季转场2026"}, headers=headers
+    )
+    assert wrong.status_code == 401
+    weak = gateway.client.post(
+        change, json={"current_password": "s3cret-pass", "new_password": "123"}, headers=headers
+    )
+    assert (weak.status_code, weak.json()["code"]) == (422, "weak_password") and weak.json()["message_zh"]
+    done = gateway.client.post(
+        change, json={"current_password": "s3cret-pass", "new_password": "牧场冬季转场2026"}, headers=headers
+    )
+    assert done.status_code == 204
+    assert sign_in(gateway).status_code == 401 and sign_in(gateway, "牧场冬季转场2026").status_code == 200
+
+
+def test_security_headers_on_every_answer(gateway):
+    for response in (gateway.client.get("/healthz"), gateway.client.get("/v1/inbox"), sign_in(gateway, "x")):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert (
+            response.headers["x-frame-options"] == "DENY"
+            and response.headers["referrer-policy"] == "no-referrer"
+        )
+
+
+# Accounts kept by county staff
+
+
+POSITION = {
+    "role": "village_grid",
+    "title": "网格长",
+    "person": {"id": 41, "name": "拉毛"},
+    "unit": {"id": 60, "name": "江千一村", "kind": "village", "level": 3},
+    "township": "江千乡",
+}
+
+
+def test_county_staff_create_an_account_bound_to_a_registry_position(gateway):
+    rpc = RecordingRpc(**{"registry.position_of": POSITION})
+    gateway.app.state.rpc = rpc
+    admin = gateway.token("centre-1")
+    body = {"username": "jq-v1-grid", "password": "牧场冬季转场2026", "person_id": 41, "org_unit_id": 60}
+    created = gateway.client.post("/v1/accounts", json={**body, "role": "county_command"}, headers=admin)
+    assert created.status_code == 422  # the role comes from the position, never from the form
+    created = gateway.client.post("/v1/accounts", json=body, headers=admin)
+    assert created.status_code == 201, created.text
+    assert {k: created.json()[k] for k in ("role", "org_unit_name", "township", "language")} == {
+        "role": "village_grid",
+        "org_unit_name": "江千一村",
+        "township": "江千乡",
+        "language": "zh",
+    }
+    assert rpc.calls == [("registry.position_of", (41, 60), {})]
+    assert gateway.client.post("/v1/accounts", json=body, headers=admin).status_code == 409
+    assert sign_in(gateway, "牧场冬季转场2026", "jq-v1-grid").json()["role"] == "village_grid"
+    weak = gateway.client.post(
+        "/v1/accounts", json={**body, "username": "other", "password": "123"}, headers=admin
+    )
+    assert weak.json()["code"] == "weak_password"
+    gateway.app.state.rpc = RecordingRpc(**{"registry.position_of": None})
+    unknown = gateway.client.post("/v1/accounts", json={**body, "username": "other-2"}, headers=admin)
+    assert (unknown.status_code, unknown.json()["code"]) == (422, "unknown_position")
+
+
+def test_only_county_staff_manage_accounts(gateway):
+    worker = gateway.token()
+    for method, path, body in [
+        ("get", "/v1/accounts", None),
+        (
+            "post",
+            "/v1/accounts",
+            {"username": "x-1", "password": "牧场冬季转场2026", "person_id": 1, "org_unit_id": 1},
+        ),
+        ("patch", "/v1/accounts/jq-lw-2", {"disabled": True}),
+        ("post", "/v1/accounts/jq-lw-2/password", {"password": "牧场冬季转场2026"}),
+        ("get", "/v1/accounts/jq-lw-2/events", None),
+    ]:
+        response = gateway.client.request(method, path, json=body, headers=worker)
+        assert response.status_code == 403, (path, response.text)
+    assert sign_in(gateway, username="jq-lw-2").status_code == 200
+
+
+def test_disabling_and_resetting_end_every_sign_in(gateway):
+    admin = gateway.token("centre-1")
+    phone = sign_in(gateway, username="jq-lw-2").json()
+    disabled = gateway.client.patch("/v1/accounts/jq-lw-2", json={"disabled": True}, headers=admin)
+    assert disabled.status_code == 200 and disabled.json()["disabled"] is True
+    assert (
+        gateway.client.post("/v1/auth/refresh", json={"refresh_token": phone["refresh_token"]}).status_code
+        == 401
+    )
+    assert (
+        gateway.client.get(
+            "/v1/inbox", headers={"Authorization": f"Bearer {phone['access_token']}"}
+        ).status_code
+        == 401
+    )
+    assert (
+        gateway.client.patch("/v1/accounts/jq-lw-2", json={"disabled": False}, headers=admin).status_code
+        == 200
+    )
+    for _ in range(5):
+        sign_in(gateway, "wrong-" + uuid.uuid4().hex, "jq-lw-2")
+    assert sign_in(gateway, username="jq-lw-2").json()["code"] == "account_locked"
+    reset = gateway.client.post(
+        "/v1/accounts/jq-lw-2/password", json={"password": "新的牧场密码2026"}, headers=admin
+    )
+    assert reset.status_code == 200 and reset.json()["locked"] is False
+    assert sign_in(gateway, "新的牧场密码2026", "jq-lw-2").status_code == 200
+    events = gateway.client.get("/v1/accounts/jq-lw-2/events", headers=admin).json()["items"]
+    actions = [event["action"] for event in events]
+    assert actions[0] == "login" and {
+        "account_disabled",
+        "account_enabled",
+        "locked",
+        "password_reset",
+    } <= set(actions)
+    assert all("password" not in (event["detail"] or "") for event in events)
+    assert (
+        gateway.client.patch("/v1/accounts/nobody", json={"disabled": True}, headers=admin).status_code == 404
+    )
+    assert (
+        gateway.client.patch("/v1/accounts/centre-1", json={"disabled": True}, headers=admin).status_code
+        == 409
+    )
+    listed = gateway.client.get("/v1/accounts", params={"q": "jq-lw"}, headers=admin).json()
+    assert listed["total"] == 2 and {item["username"] for item in listed["items"]} == {"jq-lw", "jq-lw-2"}

@@ -12,8 +12,8 @@ import services.intake
 import services.intake.submissions as submissions
 from lianhu.auth import Principal
 from lianhu.db import make_engine, make_session_factory, migrate
-from services.intake.accounts import authenticate, load_accounts
-from services.intake.models import Account, Report, outbox
+from services.intake.accounts import load_accounts
+from services.intake.models import Report, outbox
 from services.intake.schemas import ReportIn
 from services.intake.submissions import KeyConflict, Overloaded, ReportWriter
 
@@ -197,15 +197,6 @@ def test_text_must_be_present_and_bounded(text):
 def test_control_characters_are_removed_and_limit_is_inclusive():
     assert ReportIn(text="雪\x00灾\n很大").text == "雪灾\n很大"
     assert len(ReportIn(text="字" * 4000).text) == 4000
-
-
-def test_accounts_authenticate_by_scrypt_hash(sessions):
-    with sessions() as session:
-        assert authenticate(session, "jq-lw", "s3cret-pass").org_unit_id == 70
-        assert authenticate(session, "jq-lw", "wrong") is None
-        assert authenticate(session, "nobody", "s3cret-pass") is None
-        stored = session.get(Account, "jq-lw").password_hash
-    assert stored.startswith("scrypt$") and "s3cret-pass" not in stored
 
 
 def test_the_writer_outlives_a_batch_that_breaks_it(sessions, writer, monkeypatch):

@@ -28,9 +28,15 @@ _CODES = {
 }
 
 
-def error_response(status_code: int, detail: str, code: str | None = None, **extra) -> JSONResponse:
+def error_response(
+    status_code: int, detail: str, code: str | None = None, retry_after: int | None = None, **extra
+) -> JSONResponse:
     body = {"detail": detail, "code": code or _CODES.get(status_code, "error"), **extra}
-    headers = {"Retry-After": RETRY_AFTER_SECONDS} if status_code == 503 else None
+    headers = None
+    if retry_after is not None:
+        headers = {"Retry-After": str(max(1, retry_after))}
+    elif status_code == 503:
+        headers = {"Retry-After": RETRY_AFTER_SECONDS}
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 

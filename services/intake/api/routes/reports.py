@@ -19,6 +19,7 @@ from lianhu.filetypes import AUDIO_TYPES, sniff_one_of
 from lianhu.rpc_client import RemoteError, RpcUnavailable
 from services.intake.api.deps import PrincipalDep, ReadSessionsDep, RpcDep, SettingsDep
 from services.intake.api.errors import error_response
+from services.intake.api.routes.auth import address_of
 from services.intake.config import IntakeSettings
 from services.intake.models import Report
 from services.intake.schemas import ReportIn, VoiceReportIn
@@ -198,6 +199,11 @@ async def create_report(
     """Accept a report: JSON text, or a multipart voice report (``audio`` and optional ``text``,
     ``language``, ``household_id``, ``lat``, ``lon``). ``201`` only once it is stored with its
     event: nothing accepted is lost. A voice report is routed at once, pending transcription."""
+    wait = request.app.state.rate_limits.retry_after(
+        [("intake_per_account", principal.username), ("intake_per_address", address_of(request))]
+    )
+    if wait is not None:
+        return error_response(429, "too many reports in a short time; retry shortly", retry_after=wait)
     audio = None
     try:
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
