@@ -17,12 +17,13 @@ from lianhu.bus import ConfirmedPublisher, OutboxRelay
 from lianhu.db import make_engine, make_read_session_factory, make_session_factory
 from lianhu.rpc_client import RpcClient
 from services.intake.accounts import AccountStates
-from services.intake.api import errors
+from services.intake.api import errors, observability
 from services.intake.api.headers import SecurityHeaders
 from services.intake.api.limits import BodySizeLimit
 from services.intake.api.ratelimit import RateLimits
 from services.intake.api.routes import (
     accounts,
+    audit,
     auth,
     health,
     households,
@@ -45,7 +46,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     sessions = make_session_factory(engine)
     read_sessions = make_read_session_factory(engine)
     publisher = ConfirmedPublisher(settings)
-    relay = OutboxRelay(sessions, outbox, publisher.publish, keepalive=publisher.keepalive)
+    relay = OutboxRelay(sessions, outbox, publisher.publish, service="intake", keepalive=publisher.keepalive)
     writer = ReportWriter(sessions, max_queue=settings.intake_queue_max, on_commit=relay.wake.set)
     rpc = RpcClient(settings)
 
@@ -91,7 +92,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         intake_per_address=settings.intake_rate_per_address,
     )
     errors.install(app)
-    for module in (auth, accounts, reports, inbox, routing, households, registry_files, health):
+    for module in (auth, accounts, audit, reports, inbox, routing, households, registry_files, health):
         app.include_router(module.router)
     app.add_middleware(
         BodySizeLimit,
@@ -113,4 +114,6 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             max_age=600,
         )
     app.add_middleware(SecurityHeaders)
+    # Outermost: it times and counts every answer, the refusals of the middleware above included.
+    observability.install(app)
     return app

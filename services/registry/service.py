@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 # One RPC message should stay small; whole files go through the importer, not through this call.
 MAX_ITEMS_PER_CALL = 5000
 MAX_REASON_CHARS = 1000
+# Who may read the audit trail itself: it names every clear read of an ID number.
+AUDIT_READERS = frozenset({"county_command", "governance_centre"})
 # A whole county's household spreadsheet; larger files are split by township.
 MAX_IMPORT_BYTES = 50 * 1024 * 1024
 EXPORT_MEDIA_TYPES = {
@@ -455,6 +457,26 @@ class RegistryService:
                 }
 
         return self.db.off_hub(run)
+
+    @rpc
+    def audit_entries(
+        self, actor: dict, filters: dict | None = None, page: int = 1, page_size: int = 50
+    ) -> dict:
+        """The registry's audit trail, newest first, for the county staff who answer for it."""
+        who = _actor(actor)
+        if who is None or who.role not in AUDIT_READERS:
+            return {
+                "refused": "forbidden",
+                "detail": "only the county command and the centre read the audit trail",
+            }
+        if not queries.valid_id(page) or not queries.valid_id(page_size):
+            return _refused("page", "页码无效", "page and page_size must be positive integers")
+        try:
+            criteria = audit.AuditFilters.model_validate(filters or {})
+        except ValidationError as error:
+            return {"errors": [problem.as_dict() for problem in records.validation_problems(error)]}
+        with self.db() as session:
+            return audit.entries(session, criteria, page, page_size)
 
     # --------------------------------------------------------------------------- the figures
 

@@ -118,6 +118,13 @@ def test_id_numbers_show_in_clear_only_with_a_role_and_a_reason(platform, people
         id=household_id,
     )
     assert (township.account["username"], "低保复核") in audited
+    trail = people["county"].client.get(
+        "/v1/audit", params={"action": "read_sensitive", "actor": township.account["username"]}
+    )
+    assert trail.status_code == 200 and any(item["reason"] == "低保复核" for item in trail.json()["items"])
+    assert people["township"].client.get("/v1/audit").status_code == 403
+    bad = people["county"].client.get("/v1/audit", params={"since": "yesterday"})
+    assert bad.status_code == 422
 
 
 def test_a_household_is_registered_changed_and_its_history_kept(platform, people):

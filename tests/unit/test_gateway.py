@@ -676,7 +676,8 @@ def test_only_county_staff_manage_accounts(gateway):
         ),
         ("patch", "/v1/accounts/jq-lw-2", {"disabled": True}),
         ("post", "/v1/accounts/jq-lw-2/password", {"password": "牧场冬季转场2026"}),
-        ("get", "/v1/accounts/jq-lw-2/events", None),
+        ("get", "/v1/audit?source=accounts", None),
+        ("get", "/v1/audit", None),
     ]:
         response = gateway.client.request(method, path, json=body, headers=worker)
         assert response.status_code == 403, (path, response.text)
@@ -710,7 +711,8 @@ def test_disabling_and_resetting_end_every_sign_in(gateway):
     )
     assert reset.status_code == 200 and reset.json()["locked"] is False
     assert sign_in(gateway, "新的牧场密码2026", "jq-lw-2").status_code == 200
-    events = gateway.client.get("/v1/accounts/jq-lw-2/events", headers=admin).json()["items"]
+    trail = gateway.client.get("/v1/audit", params={"source": "accounts", "entity": "jq-lw-2"}, headers=admin)
+    events = trail.json()["items"]
     actions = [event["action"] for event in events]
     assert actions[0] == "login" and {
         "account_disabled",

@@ -19,7 +19,7 @@ from services.intake import accounts
 from services.intake.api.deps import PrincipalDep, ReadSessionsDep, RpcDep
 from services.intake.api.errors import error_response
 from services.intake.api.routes.auth import address_of, write_transaction
-from services.intake.models import Account, AuthEvent
+from services.intake.models import Account
 from services.intake.passwords import WeakPassword, check_rules, hash_password
 from services.intake.schemas import UnicodeStr
 
@@ -202,31 +202,3 @@ def reset_password(
         return None
 
     return _change(request, principal, username, apply)
-
-
-@router.get("/v1/accounts/{username}/events")
-def account_events(
-    username: Username,
-    principal: PrincipalDep,
-    sessions: ReadSessionsDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> JSONResponse:
-    """The account's sign-ins, lockouts and changes, newest first (no passwords, no tokens)."""
-    refused = _refused(principal)
-    if refused is not None:
-        return refused
-    with sessions() as session:
-        rows = session.scalars(
-            select(AuthEvent).where(AuthEvent.username == username).order_by(AuthEvent.id.desc()).limit(limit)
-        )
-        items = [
-            {
-                "at": row.at.isoformat(),
-                "action": row.action,
-                "actor": row.actor,
-                "address": row.address,
-                "detail": row.detail,
-            }
-            for row in rows
-        ]
-    return JSONResponse({"items": items})
