@@ -45,7 +45,8 @@ RUN mkdir -p /app/var && chown lianhu:lianhu /app/var
 VOLUME ["/app/var"]
 
 USER lianhu
-EXPOSE 8000
+# 8000: the gateway; 9100: a nameko service's /metrics (LIANHU_METRICS_PORT in compose and Kubernetes).
+EXPOSE 8000 9100
 
 CMD ["uvicorn", "services.intake.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]
 

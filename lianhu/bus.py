@@ -3,7 +3,8 @@
 A service writes its event into its own ``outbox`` table in the same transaction as the state
 change; :class:`OutboxRelay` then publishes each row with a publisher confirm and ``mandatory``
 set, and marks it sent only once the broker has taken responsibility for it. A broker that is
-away only delays delivery: rows wait in the database until it is back.
+away only delays delivery: rows wait in the database until it is back; ``lianhu_outbox_backlog``
+and ``lianhu_outbox_oldest_age_seconds`` show how many wait and for how long.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pika.exceptions import AMQPError, UnroutableError
 from sqlalchemy import Column, Integer, MetaData, String, Table, Text, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from lianhu import metrics
 from lianhu.config import KitSettings
 from lianhu.db import UtcDateTime, make_read_session_factory, write_lock
 from lianhu.events import Event, utcnow
@@ -61,6 +63,27 @@ def outbox_row(event: Event) -> dict:
 def enqueue(session: Session, table: Table, event: Event) -> None:
     """Add an event to the outbox inside the caller's transaction."""
     session.execute(table.insert().values(**outbox_row(event)))
+
+
+def outbox_backlog(session: Session, table: Table) -> tuple[int, datetime | None]:
+    """Unsent rows and the creation time of the oldest."""
+    count, oldest = session.execute(
+        select(func.count(), func.min(table.c.created_at)).where(table.c.sent_at.is_(None))
+    ).one()
+    return count, oldest
+
+
+def outbox_gauges(table: Table, service: str) -> Callable[[Session], list[metrics.Sample]]:
+    """The :data:`lianhu.metrics.OUTBOX_GAUGES` of ``service``'s outbox, read from a session: for a
+    service whose outbox is drained by other code than :class:`OutboxRelay` (``DatabaseGauges``)."""
+
+    def read(session: Session) -> list[metrics.Sample]:
+        count, oldest = outbox_backlog(session, table)
+        age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
+        labels = {"service": service}
+        return [("lianhu_outbox_backlog", labels, count), ("lianhu_outbox_oldest_age_seconds", labels, age)]
+
+    return read
 
 
 class ConfirmedPublisher:
@@ -139,9 +162,12 @@ class OutboxRelay:
         sessions: sessionmaker,
         table: Table,
         publish: Callable[[str, str, bytes, str], None],
+        *,
+        service: str,
         batch_size: int = 200,
         keepalive: Callable[[], None] | None = None,
     ):
+        self.service = service
         self.sessions = sessions
         self.read_sessions = make_read_session_factory(sessions.kw["bind"])
         self.table = table
@@ -171,8 +197,10 @@ class OutboxRelay:
                 sent, failure = self._publish_rows(rows)
                 with write_lock(session.bind), session.begin():
                     self._mark(session, rows, sent, failure)
+        metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(sent))
         # Raised only after the commit: the rows confirmed before the failure stay marked sent.
         if failure is not None:
+            metrics.OUTBOX_PUBLISH_FAILURES.labels(self.service).inc()
             raise PublishFailed(failure)
         return len(sent)
 
@@ -246,9 +274,11 @@ class OutboxRelay:
                 self.keepalive()
 
     def backlog(self) -> tuple[int, datetime | None]:
-        """Unsent rows and the creation time of the oldest, for metrics and readiness."""
+        """Unsent rows and the creation time of the oldest, for readiness."""
         with self.read_sessions() as session:
-            count, oldest = session.execute(
-                select(func.count(), func.min(self.table.c.created_at)).where(self.table.c.sent_at.is_(None))
-            ).one()
-        return count, oldest
+            return outbox_backlog(session, self.table)
+
+    def gauges(self) -> list[metrics.Sample]:
+        """The outbox's :data:`lianhu.metrics.OUTBOX_GAUGES`, for a :class:`ScrapeGauges`."""
+        with self.read_sessions() as session:
+            return outbox_gauges(self.table, self.service)(session)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+
 from kombu import Connection
 
 from lianhu.config import KitSettings
@@ -19,13 +22,29 @@ RESET_HEADERS = (
 )
 
 
+@dataclass(frozen=True)
+class Depth:
+    """A work queue as the broker sees it: messages ready, consumers reading, dead letters parked."""
+
+    sub: Subscription
+    ready: int
+    consumers: int
+    dead: int
+
+
+def depths(channel, subscriptions: Iterable[Subscription] = SUBSCRIPTIONS) -> list[Depth]:
+    """Passive declarations only: asking never creates a queue with the wrong arguments."""
+    found = []
+    for sub in subscriptions:
+        work = channel.queue_declare(sub.queue, passive=True)
+        dead = channel.queue_declare(sub.dead_letter_queue, passive=True)
+        found.append(Depth(sub, work.message_count, work.consumer_count, dead.message_count))
+    return found
+
+
 def counts(settings: KitSettings) -> dict[str, int]:
     with Connection(settings.amqp_uri) as connection:
-        channel = connection.default_channel
-        return {
-            sub.dead_letter_queue: channel.queue_declare(sub.dead_letter_queue, passive=True).message_count
-            for sub in SUBSCRIPTIONS
-        }
+        return {depth.sub.dead_letter_queue: depth.dead for depth in depths(connection.default_channel)}
 
 
 def redrive(settings: KitSettings, sub: Subscription, limit: int | None = None) -> int:

@@ -20,6 +20,7 @@ from typing import Any
 import pika
 from pika.exceptions import AMQPError
 
+from lianhu import logs
 from lianhu.config import KitSettings
 
 RPC_EXCHANGE = "nameko-rpc"
@@ -43,6 +44,11 @@ class RemoteError(Exception):
     def __init__(self, exc_type: str, value: str):
         super().__init__(f"{exc_type}: {value}")
         self.exc_type = exc_type
+
+
+def _context_headers() -> dict[str, str]:
+    report_id = logs.current().get("report_id")
+    return {"nameko.report_id": report_id} if report_id else {}
 
 
 class _Channel:
@@ -82,6 +88,8 @@ class _Channel:
                 content_type="application/json",
                 reply_to=self.reply_queue,
                 correlation_id=correlation_id,
+                # nameko's context header: the service logs the call with the report it is about.
+                headers=_context_headers(),
             ),
             mandatory=True,
         )

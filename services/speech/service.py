@@ -5,14 +5,14 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-import eventlet.tpool
 from nameko.events import EventDispatcher
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 
 from lianhu.blobs import BlobStore, FilesystemBlobStore
 from lianhu.events import ReportSubmitted
-from lianhu.nameko_ext import Topology, subscribe
+from lianhu.nameko_ext import Topology, in_native_thread, subscribe
+from services.speech import metrics
 from services.speech.config import speech_settings
 from services.speech.engine import Engines
 from services.speech.transcription import Limits, transcribe_report
@@ -62,8 +62,9 @@ class SpeechService:
         limits = Limits(settings.speech_max_seconds, settings.speech_decode_timeout_seconds)
         # Recognition is C code that holds the thread for seconds: in a native thread, the hub keeps
         # the broker's heartbeats and other workers going. ffmpeg runs as a (green) child process.
-        outcome = transcribe_report(event, self.blobs, self.engines, limits, off_hub=eventlet.tpool.execute)
+        outcome = transcribe_report(event, self.blobs, self.engines, limits, off_hub=in_native_thread)
         self.dispatch(outcome.event_type, outcome.to_wire())
+        metrics.observe(outcome)
 
     @rpc
     def health(self) -> dict:

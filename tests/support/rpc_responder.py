@@ -36,6 +36,7 @@ class Responder:
         self.service = service
         self.handlers = handlers
         self.calls: Counter[str] = Counter()
+        self.headers: list[dict] = []  # of each request, in order
         self._connection = pika.BlockingConnection(pika.URLParameters(amqp_uri))
         self._channel = self._connection.channel()
         self._channel.exchange_declare(RPC_EXCHANGE, exchange_type="topic", durable=True)
@@ -49,6 +50,7 @@ class Responder:
     def _on_request(self, channel, method, properties, body) -> None:
         name = method.routing_key.split(".", 1)[1]
         self.calls[name] += 1
+        self.headers.append(dict(properties.headers or {}))
         request = json.loads(body)
         try:
             reply = {"result": self.handlers[name](*request["args"], **request["kwargs"]), "error": None}

@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from lianhu.config import SERVICE_NAMES, KitSettings
+from lianhu.metrics import MetricsSettings
 from services.intake.config import IntakeSettings
 from services.registry.config import RegistrySettings
 from services.speech.config import SpeechSettings
@@ -40,6 +41,8 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 NAMEKO_CONFIG = ROOT / "deploy" / "nameko.yaml"
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+GATEWAY_LOGGING = ROOT / "deploy" / "logging.yaml"
+RABBITMQ_PLUGINS = ROOT / "deploy" / "rabbitmq" / "enabled_plugins"
 POSTGRES_INIT = ROOT / "deploy" / "postgres" / "init-databases.sql"
 COMPOSE_SCHEMA = ROOT / "tests" / "data" / "compose_spec.json"
 
@@ -50,6 +53,7 @@ SECRET_VARIABLES = {
     "LIANHU_SECRET_KEY",
     "LIANHU_REGISTRY_ENCRYPTION_KEY",
     "LIANHU_REGISTRY_INDEX_KEY",
+    "GRAFANA_ADMIN_PASSWORD",
 }
 SECRET_KEY_PATTERN = re.compile(r"(PASSWORD|PASS|SECRET|TOKEN|_KEY)$")
 INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)")
@@ -240,7 +244,7 @@ def test_secrets_are_never_written_down(compose):
 def test_lianhu_variables_are_settings_fields(services):
     known = {
         f"LIANHU_{field.upper()}"
-        for settings in (KitSettings, IntakeSettings, RegistrySettings, SpeechSettings)
+        for settings in (KitSettings, IntakeSettings, RegistrySettings, SpeechSettings, MetricsSettings)
         for field in settings.model_fields
     }
     known |= {f"LIANHU_{service.upper()}_DATABASE_URL" for service in SERVICE_NAMES}
@@ -355,6 +359,17 @@ def test_lianhu_cli_has_every_subcommand_and_option_compose_uses(services):
             assert option in result.stdout, f"lianhu {subcommand} has no {option} option"
 
 
+def test_the_gateway_logs_json_lines_of_its_own(services):
+    (argv,) = command_lines(services["intake"])
+    assert argv[argv.index("--log-config") + 1] == str(GATEWAY_LOGGING.relative_to(ROOT))
+    # uvicorn's access lines carry the query string, which may hold an ID number.
+    assert "--no-access-log" in argv
+    procfile_intake = next(
+        line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("intake:")
+    )
+    assert "--log-config deploy/logging.yaml" in procfile_intake and "--no-access-log" in procfile_intake
+
+
 def test_intake_port_is_the_same_everywhere(services):
     intake = services["intake"]
     (argv,) = command_lines(intake)
@@ -435,6 +450,37 @@ def _nameko_config(**env: str) -> dict:
     return json.loads(result.stdout)
 
 
+def test_nameko_config_observes_every_service_and_logs_json():
+    config = _nameko_config()
+    module, _, name = config["SERVICE_CONTAINER_CLS"].rpartition(".")
+    tree = ast.parse((ROOT / (module.replace(".", "/") + ".py")).read_text(encoding="utf-8"))
+    (container,) = [node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == name]
+    assert [base.id for base in container.bases] == ["ServiceContainer"]
+    assert config["LOGGING"]["formatters"]["json"] == {"()": "lianhu.logs.JsonFormatter"}
+
+
+def test_gateway_logging_config_is_the_nameko_one_with_its_level_from_the_environment():
+    gateway = yaml.safe_load(GATEWAY_LOGGING.read_text(encoding="utf-8"))
+    nameko = _nameko_config()["LOGGING"]
+    assert gateway["formatters"] == nameko["formatters"]
+    assert gateway["handlers"] == nameko["handlers"]
+    probe = (
+        "import logging, logging.config, sys, yaml; "
+        "logging.config.dictConfig(yaml.safe_load(open(sys.argv[1]))); "
+        "print(logging.getLevelName(logging.getLogger().level))"
+    )
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("LIANHU_")}
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(GATEWAY_LOGGING)],
+        env={**clean, "LIANHU_LOG_LEVEL": "warning"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "WARNING"
+
+
 def test_nameko_config_takes_the_broker_from_the_environment():
     uri = "amqp://lianhu:p%40ss#w{o}rd: x@rabbitmq:5672/"
     config = _nameko_config(LIANHU_AMQP_URI=uri, LIANHU_MAX_WORKERS="4", LIANHU_LOG_LEVEL="DEBUG")
@@ -454,26 +500,65 @@ def test_nameko_config_defaults_match_the_kit_settings():
 # --- (d) Prometheus -------------------------------------------------------------------------------
 
 
-def test_prometheus_scrapes_compose_services(services):
+def _metrics_port(service: dict) -> str:
+    """Where a compose service serves /metrics: the gateway on its HTTP port, nameko services on
+    LIANHU_METRICS_PORT."""
+    (argv,) = command_lines(service)
+    if argv[0] == "uvicorn":
+        return argv[argv.index("--port") + 1]
+    return environment(service)["LIANHU_METRICS_PORT"]
+
+
+def test_prometheus_scrapes_every_lianhu_service_and_the_broker(services):
     config = load_yaml(PROMETHEUS_CONFIG)
     prometheus = services["prometheus"]
     assert (
         f"./{PROMETHEUS_CONFIG.relative_to(ROOT)}:/etc/prometheus/prometheus.yml:ro" in prometheus["volumes"]
     )
+    assert "./deploy/prometheus/rules:/etc/prometheus/rules:ro" in prometheus["volumes"]
+    assert config["rule_files"] == ["rules/*.yml"]
     assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert {"prometheus", "intake"} <= set(jobs)
+    long_running = {name for name, service in services.items() if not is_one_shot(service)}
+    lianhu = {name for name in lianhu_services(services) if name in long_running} | {"speech"}
+    assert lianhu | {"prometheus", "rabbitmq"} == set(jobs)
     for job_name, job in jobs.items():
-        for static in job["static_configs"]:
-            for target in static["targets"]:
-                host, port = target.rsplit(":", 1)
-                if job_name == "prometheus":
-                    assert target == "localhost:9090"
-                    continue
-                assert host in services, f"job {job_name} scrapes {host}, which is no compose service"
-                (argv,) = command_lines(services[host])
-                assert port == argv[argv.index("--port") + 1], f"{target}: {host} listens elsewhere"
-    assert jobs["intake"].get("metrics_path", "/metrics") == "/metrics"
+        assert job.get("metrics_path", "/metrics") == "/metrics"
+        (static,) = job["static_configs"]
+        (target,) = static["targets"]
+        host, port = target.rsplit(":", 1)
+        if job_name == "prometheus":
+            assert target == "localhost:9090"
+        elif job_name == "rabbitmq":
+            assert port == "15692"
+            assert "rabbitmq_prometheus" in RABBITMQ_PLUGINS.read_text()
+            mount = f"./{RABBITMQ_PLUGINS.relative_to(ROOT)}:/etc/rabbitmq/enabled_plugins:ro"
+            assert mount in services["rabbitmq"]["volumes"]
+        else:
+            # The rules and dashboards group Lianhu's targets by this label.
+            assert host == job_name and static["labels"] == {"service": job_name}
+            assert port == _metrics_port(services[host]), f"{target}: {host} serves its metrics elsewhere"
+
+
+def test_grafana_is_provisioned_from_the_repository(services):
+    grafana = services["grafana"]
+    assert grafana["image"].startswith("grafana/grafana:") and "latest" not in grafana["image"]
+    assert "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana["volumes"]
+    (provider,) = load_yaml(ROOT / "deploy/grafana/provisioning/dashboards/lianhu.yml")["providers"]
+    assert f"./deploy/grafana/dashboards:{provider['options']['path']}:ro" in grafana["volumes"]
+    (datasource,) = load_yaml(ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml")["datasources"]
+    assert datasource["url"] == "http://prometheus:9090"
+    assert environment(grafana)["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+
+
+def test_long_running_services_have_resource_limits_and_named_volumes(compose, services):
+    for name, service in services.items():
+        limits = service.get("deploy", {}).get("resources", {}).get("limits", {})
+        assert {"cpus", "memory"} <= set(limits), f"{name} has no cpu or memory limit"
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if not source.startswith("./"):
+                assert source in compose["volumes"], f"{name} mounts {source}, which is no named volume"
 
 
 # --- (e) the tools themselves, when installed (`apt-get install prometheus docker-compose`) ---------
@@ -490,12 +575,14 @@ def _tool(name: str, package: str) -> str:
     return path
 
 
-def test_promtool_accepts_the_prometheus_config():
+def test_promtool_accepts_the_prometheus_config_and_its_rules():
     promtool = _tool("promtool", "prometheus")
     result = subprocess.run(
         [promtool, "check", "config", str(PROMETHEUS_CONFIG)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    # check config also checks the rule files it names: make sure it found them.
+    assert "SUCCESS: 14 rules found" in result.stdout + result.stderr
 
 
 def _docker_compose_config(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:

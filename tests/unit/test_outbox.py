@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from lianhu.bus import OutboxRelay, PublishFailed, enqueue, outbox_table
@@ -55,10 +57,10 @@ def test_relay_publishes_in_order_and_marks_rows_sent(store):
     sessions, table = store
     add(sessions, table, [event(n) for n in range(5)])
     broker = FlakyBroker()
-    assert OutboxRelay(sessions, table, broker.publish).relay_once() == 5
+    assert OutboxRelay(sessions, table, broker.publish, service="test").relay_once() == 5
     assert [p[2]["report_id"] for p in broker.published] == [f"r{n}" for n in range(5)]
     assert {(p[0], p[1]) for p in broker.published} == {("intake.events", "report_submitted")}
-    assert OutboxRelay(sessions, table, broker.publish).relay_once() == 0
+    assert OutboxRelay(sessions, table, broker.publish, service="test").relay_once() == 0
     with sessions() as session:
         assert session.execute(select(table.c.sent_at).where(table.c.sent_at.is_(None))).all() == []
 
@@ -67,7 +69,7 @@ def test_unconfirmed_row_stays_with_its_error_and_is_sent_later(store):
     sessions, table = store
     add(sessions, table, [event(n) for n in range(3)])
     broker = FlakyBroker(fail_at={2})
-    relay = OutboxRelay(sessions, table, broker.publish)
+    relay = OutboxRelay(sessions, table, broker.publish, service="test")
     with pytest.raises(PublishFailed):
         relay.relay_once()
     assert [p[2]["report_id"] for p in broker.published] == ["r0"]
@@ -86,7 +88,7 @@ def test_run_loop_survives_failures_and_stops(store):
     sessions, table = store
     add(sessions, table, [event(1)])
     broker = FlakyBroker(fail_at={1})
-    relay = OutboxRelay(sessions, table, broker.publish)
+    relay = OutboxRelay(sessions, table, broker.publish, service="test")
     stop = threading.Event()
     thread = threading.Thread(target=relay.run, args=(stop, 0.05, 0.1))
     thread.start()
@@ -102,3 +104,27 @@ def test_run_loop_survives_failures_and_stops(store):
     assert not thread.is_alive()
     assert [p[2]["report_id"] for p in broker.published] == ["r1"]
     assert relay.broker_ok
+
+
+def test_relay_reports_its_backlog_and_what_it_published(store):
+    sessions, table = store
+    service = f"test-{uuid.uuid4().hex}"  # counters are per process: a label of this test's own
+    relay = OutboxRelay(sessions, table, FlakyBroker(fail_at={2}).publish, service=service)
+    assert relay.gauges() == [
+        ("lianhu_outbox_backlog", {"service": service}, 0),
+        ("lianhu_outbox_oldest_age_seconds", {"service": service}, 0.0),
+    ]
+    add(sessions, table, [event(n) for n in range(3)])
+    (_, _, backlog), (_, _, age) = relay.gauges()
+    assert backlog == 3 and age >= 0
+
+    def counted(name: str) -> float:
+        return REGISTRY.get_sample_value(name, {"service": service}) or 0.0
+
+    with pytest.raises(PublishFailed):
+        relay.relay_once()
+    assert counted("lianhu_outbox_published_total") == 1
+    assert counted("lianhu_outbox_publish_failures_total") == 1
+    assert relay.relay_once() == 2
+    assert counted("lianhu_outbox_published_total") == 3
+    assert relay.gauges()[0][2] == 0

@@ -14,6 +14,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import ChannelClosedByBroker
 
 import lianhu.rpc_client as rpc_client
+from lianhu import logs
 from lianhu.config import KitSettings
 from lianhu.rpc_client import RemoteError, RpcClient, RpcUnavailable
 from tests.support.rpc_responder import NoReply, Responder, ServiceFailed
@@ -151,3 +152,15 @@ def test_a_connection_whose_set_up_fails_is_closed(amqp_uri, monkeypatch):
     with pytest.raises(RpcUnavailable, match="broker unavailable"):
         client.call("anything", "ping")
     assert len(connections) == 1 and not connections[0].is_open
+
+
+def test_a_call_made_for_a_report_names_it_in_nameko_s_context_header(amqp_uri, service):
+    client = RpcClient(KitSettings(amqp_uri=amqp_uri), timeout=5)
+    try:
+        with logs.bound(report_id="r-42", service="intake"):
+            client.call(service.service, "echo")
+        client.call(service.service, "echo")
+    finally:
+        client.close()
+    # Only the report travels: the service logs under its own name.
+    assert service.headers == [{"nameko.report_id": "r-42"}, {}]

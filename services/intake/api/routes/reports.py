@@ -13,6 +13,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
 from lianhu import audio as audio_codec
+from lianhu import logs
 from lianhu.blobs import BlobNotFound
 from lianhu.events import AudioRef
 from lianhu.filetypes import AUDIO_TYPES, sniff_one_of
@@ -228,6 +229,7 @@ async def create_report(
         outcome = await asyncio.wrap_future(future)
     except KeyConflict as conflict:
         return error_response(conflict.status_code, conflict.detail, conflict.code)
+    logs.annotate(report_id=outcome.body["id"])
     headers = {"Location": f"/v1/reports/{outcome.body['id']}"}
     if outcome.replayed:
         headers["Idempotent-Replayed"] = "true"
