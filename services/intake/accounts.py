@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 import time
 import uuid
@@ -23,6 +24,8 @@ from services.intake.models import Account, AuthEvent, RefreshToken
 from services.intake.passwords import DUMMY_HASH, hash_password, needs_rehash, verify_password
 
 DEMO_ACCOUNTS_FILE = "demo-accounts.json"
+# What a username may be: the admin endpoint creates no other, and the demo seed none either.
+USERNAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def principal_of(account: Account) -> Principal:
@@ -84,6 +87,11 @@ def authenticate(
     outcome goes to the sign-in log.
     """
     now = utcnow()
+    if not USERNAME.fullmatch(username):
+        # No account has such a name, and it must not reach the database or the log as it is
+        # (a NUL byte, kilobytes of text): refused like a wrong password, in the same time.
+        verify_password(password, DUMMY_HASH)
+        return SignIn()
     account = session.get(Account, username)
     if account is None:
         verify_password(password, DUMMY_HASH)

@@ -80,6 +80,8 @@ def test_repeated_wrong_passwords_lock_the_account_even_for_the_right_one(sessio
 
 def test_unknown_and_disabled_accounts_do_not_sign_in(sessions):
     assert sign_in(sessions, "s3cret-pass-1", username="nobody") == accounts.SignIn()
+    for malformed in ("lw\x00", "x" * 65, "", "lw' OR '1'='1", "扎西"):
+        assert sign_in(sessions, "s3cret-pass-1", username=malformed) == accounts.SignIn()
     with sessions.begin() as session:
         session.get(Account, "lw").disabled = True
     assert sign_in(sessions, "s3cret-pass-1") == accounts.SignIn()

@@ -730,3 +730,15 @@ def test_disabling_and_resetting_end_every_sign_in(gateway):
     )
     listed = gateway.client.get("/v1/accounts", params={"q": "jq-lw"}, headers=admin).json()
     assert listed["total"] == 2 and {item["username"] for item in listed["items"]} == {"jq-lw", "jq-lw-2"}
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/accounts?q=a%00b", "/v1/audit?source=accounts&actor=a%00b", "/v1/audit?actor=%01"]
+)
+def test_control_characters_in_admin_filters_are_422(gateway, path):
+    response = gateway.client.get(path, headers=gateway.token("centre-1"))
+    assert response.status_code == 422, response.text
+
+
+def test_a_username_with_a_nul_byte_is_a_plain_wrong_login(gateway):
+    assert sign_in(gateway, username="jq-lw\x00").status_code == 401

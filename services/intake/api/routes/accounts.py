@@ -85,8 +85,8 @@ def _weak(weak: WeakPassword) -> JSONResponse:
 def list_accounts(
     principal: PrincipalDep,
     sessions: ReadSessionsDep,
-    q: Annotated[str | None, Query(max_length=64)] = None,
-    role: Annotated[str | None, Query(max_length=32)] = None,
+    q: Annotated[str | None, Query(max_length=64, pattern=r"^[^\x00-\x1f]*$")] = None,
+    role: Annotated[str | None, Query(max_length=32, pattern=r"^[a-z_]*$")] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> JSONResponse:

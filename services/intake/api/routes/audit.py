@@ -22,7 +22,8 @@ from services.intake.models import AuthEvent
 
 router = APIRouter(tags=["audit"])
 
-Text = Annotated[str | None, Query(max_length=64)]
+# No control characters: PostgreSQL refuses a NUL in a query, and none belongs in a name.
+Text = Annotated[str | None, Query(max_length=64, pattern=r"^[^\x00-\x1f]*$")]
 
 
 @router.get("/v1/audit")
