@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICE_NAMES = ("intake", "routing", "registry", "notify")
@@ -32,6 +33,9 @@ class KitSettings(BaseSettings):
     queue_type: Literal["quorum", "classic"] = "quorum"
     delivery_limit: int = 10
     log_level: str = "INFO"
+    # Multiplies every deadline, reminder and confirmation window: 0.00001 turns seven days into six
+    # seconds for drills and tests. Production leaves it at 1.
+    time_scale: float = Field(default=1.0, gt=0)
 
     def database_url(self, service: str) -> str:
         """``LIANHU_<SERVICE>_DATABASE_URL``, or the service's own SQLite file under ``var/``."""

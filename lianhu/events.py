@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 def utcnow() -> datetime:
@@ -168,3 +168,111 @@ class TranscriptionFailed(Event):
     language: str | None = None
     reason: Literal["no_model", "corrupt_audio", "too_long", "timeout"]
     detail: str = ""
+
+
+# --- Cases after routing: what users do to them, and what routing tells the units involved -----------
+
+CaseActionName = Literal[
+    "acknowledge",
+    "start",
+    "comment",
+    "resolve",
+    "return",
+    "reassign",
+    "merge",
+    "escalate",
+    "confirm",
+    "reopen",
+    "rate",
+]
+# 退单: "not ours" is routed elsewhere; "cannot solve at this level" climbs the escalation ladder.
+ReturnReason = Literal["not_ours", "cannot_solve"]
+# Actions that must say why (the resolution, the reason for a return, a reopening, a comment).
+NOTE_REQUIRED = frozenset({"comment", "resolve", "return", "reopen"})
+# The field each action needs, and that no other action takes.
+ACTION_FIELDS = {"return": "reason", "reassign": "unit_id", "merge": "into", "rate": "rating"}
+NOTE_MAX = 2000
+
+
+class CaseAction(BaseModel):
+    """One action on a case as a user asks for it: the gateway checks its shape, routing decides
+    whether this user may take it now. ``action_id`` makes a retry return the first outcome."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    action: CaseActionName
+    note: str = Field(default="", max_length=NOTE_MAX)
+    reason: ReturnReason | None = None
+    unit_id: int | None = Field(default=None, ge=1, le=2**31 - 1, description="reassign: the new unit")
+    into: str | None = Field(
+        default=None, min_length=1, max_length=64, description="merge: the original report"
+    )
+    rating: int | None = Field(default=None, ge=1, le=5, description="rate: 1 (poor) to 5 (very satisfied)")
+    action_id: str | None = Field(default=None, min_length=1, max_length=255)
+
+    @model_validator(mode="after")
+    def _needs(self) -> CaseAction:
+        for action, field in ACTION_FIELDS.items():
+            given = getattr(self, field) is not None
+            if self.action == action and not given:
+                raise ValueError(f"{action} needs {field}")
+            if self.action != action and given:
+                raise ValueError(f"{field} belongs to {action}, not {self.action}")
+        if self.action in NOTE_REQUIRED and not self.note.strip():
+            raise ValueError(f"{self.action} needs a note saying why")
+        return self
+
+
+NoticeKind = Literal[
+    "assigned",
+    "escalated",
+    "reassigned",
+    "reminder",
+    "overdue",
+    "resolved",
+    "reopened",
+    "confirmed",
+    "closed",
+    "merged",
+    "comment",
+    "rated",
+]
+
+
+class Notice(BaseModel):
+    """One unit told about one change of a case. ``key`` is unique per case and unit: a redelivered
+    or re-published update never tells anyone twice."""
+
+    key: str
+    kind: NoticeKind
+    role: Literal["handler", "copy", "supervisor", "reporter"]
+    position: str
+    org_unit: UnitRef
+    person: PersonRef | None = None
+    note: str = ""
+
+
+class CaseUpdated(Event):
+    """A case changed after routing: an action, a reminder, an escalation, a closure.
+
+    ``seq`` counts the case's changes: consumers keep the state of the highest. The event id is
+    derived from the case and ``seq``, so a re-published update is the same event.
+    """
+
+    source: ClassVar[str] = "routing"
+    event_type: ClassVar[str] = "case_updated"
+
+    case_id: str
+    report_id: str
+    seq: int = Field(ge=1)
+    change: str
+    actor: str
+    note: str = ""
+    state: str
+    stage: int = Field(ge=1)
+    category: str
+    urgency: Literal["urgent", "general"]
+    summary: str
+    deadline_at: datetime
+    handler: Recipient
+    notices: list[Notice] = Field(default_factory=list)

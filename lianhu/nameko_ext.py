@@ -48,7 +48,7 @@ from nameko.timer import Timer
 from prometheus_client import make_wsgi_app
 from pydantic import ValidationError
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, configure_mappers
 from sqlalchemy.pool import NullPool
 
 from lianhu import logs, metrics
@@ -111,6 +111,10 @@ class Database(DependencyProvider):
         self.service = service
 
     def setup(self) -> None:
+        # The ORM configures its mappers on first use, under a lock that eventlet makes green: a
+        # first query in a native thread (off_hub, a clock's first tick) racing one on the hub would
+        # switch greenlets across threads. Configured here, on the hub, before any worker runs.
+        configure_mappers()
         url = kit_settings().database_url(self.service)
         self.engine = make_engine(url)
         self.sessions = make_session_factory(self.engine)

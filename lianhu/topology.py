@@ -11,7 +11,14 @@ from dataclasses import dataclass
 from kombu import Connection, Exchange, Queue
 
 from lianhu.config import KitSettings
-from lianhu.events import Event, ReportRouted, ReportSubmitted, ReportTranscribed, TranscriptionFailed
+from lianhu.events import (
+    CaseUpdated,
+    Event,
+    ReportRouted,
+    ReportSubmitted,
+    ReportTranscribed,
+    TranscriptionFailed,
+)
 
 DEAD_LETTER_EXCHANGE = "lianhu.dead-letter"
 
@@ -46,9 +53,16 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("routing", ReportTranscribed),
     Subscription("routing", TranscriptionFailed),
     Subscription("notify", ReportRouted),
+    Subscription("notify", CaseUpdated),
 )
 
-EVENT_TYPES: tuple[type[Event], ...] = (ReportSubmitted, ReportRouted, ReportTranscribed, TranscriptionFailed)
+EVENT_TYPES: tuple[type[Event], ...] = (
+    ReportSubmitted,
+    ReportRouted,
+    ReportTranscribed,
+    TranscriptionFailed,
+    CaseUpdated,
+)
 
 
 def subscription(consumer: str, event: type[Event]) -> Subscription:

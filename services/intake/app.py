@@ -25,6 +25,7 @@ from services.intake.api.routes import (
     accounts,
     audit,
     auth,
+    cases,
     health,
     households,
     inbox,
@@ -92,7 +93,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         intake_per_address=settings.intake_rate_per_address,
     )
     errors.install(app)
-    for module in (auth, accounts, audit, reports, inbox, routing, households, registry_files, health):
+    for module in (auth, accounts, audit, reports, cases, inbox, routing, households, registry_files, health):
         app.include_router(module.router)
     app.add_middleware(
         BodySizeLimit,

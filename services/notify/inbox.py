@@ -1,12 +1,13 @@
-"""The per-unit inbox: written once per recipient, read newest first."""
+"""The per-unit inbox: one item per unit a case reached, each told every change meant for it once,
+read freshest first."""
 
 from __future__ import annotations
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from lianhu.events import ReportRouted, utcnow
-from services.notify.models import InboxItem
+from lianhu.events import CaseUpdated, Notice, ReportRouted, utcnow
+from services.notify.models import InboxItem, InboxNotice
 
 MAX_PAGE = 200
 
@@ -18,11 +19,10 @@ def deliver(session: Session, event: ReportRouted) -> int:
     for item in items:
         if item.revision < event.revision:
             item.category, item.urgency, item.summary = event.category, event.urgency, event.summary
-            item.deadline_at, item.revision, item.transcription = (
-                event.deadline_at,
-                event.revision,
-                event.transcription,
-            )
+            item.revision, item.transcription = event.revision, event.transcription
+            # Once the case has moved on (case_updated), its deadline comes from there.
+            if item.seq == 0:
+                item.deadline_at = event.deadline_at
     have = {item.org_unit_id for item in items}
     now = utcnow()
     new = [recipient for recipient in event.recipients if recipient.org_unit.id not in have]
@@ -45,6 +45,7 @@ def deliver(session: Session, event: ReportRouted) -> int:
                 summary=event.summary,
                 deadline_at=event.deadline_at,
                 created_at=now,
+                updated_at=now,
                 revision=event.revision,
                 has_audio=event.audio is not None,
                 transcription=event.transcription,
@@ -53,7 +54,90 @@ def deliver(session: Session, event: ReportRouted) -> int:
     return len(new)
 
 
-def item_json(item: InboxItem) -> dict:
+def apply_update(session: Session, event: CaseUpdated) -> int:
+    """Bring the case's items to its newest state and tell each unit what the update says it must
+    hear, once per key; a unit the case had not reached gets its item now. Returns how many notices
+    were new."""
+    items = {
+        item.org_unit_id: item
+        for item in session.scalars(select(InboxItem).where(InboxItem.case_id == event.case_id))
+    }
+    told = set(
+        session.execute(
+            select(InboxNotice.org_unit_id, InboxNotice.key).where(InboxNotice.case_id == event.case_id)
+        ).all()
+    )
+    now = utcnow()
+    new = 0
+    for notice in event.notices:
+        if (notice.org_unit.id, notice.key) in told:
+            continue
+        told.add((notice.org_unit.id, notice.key))
+        item = items.get(notice.org_unit.id)
+        if item is None:
+            item = items[notice.org_unit.id] = _item_for(event, notice, now)
+            session.add(item)
+        session.add(
+            InboxNotice(
+                case_id=event.case_id,
+                org_unit_id=notice.org_unit.id,
+                key=notice.key,
+                kind=notice.kind,
+                role=notice.role,
+                note=notice.note,
+                actor=event.actor,
+                event_id=event.event_id,
+                at=event.occurred_at,
+            )
+        )
+        item.attention, item.read_at, item.updated_at = notice.kind, None, now
+        new += 1
+    handler = event.handler.org_unit.id
+    for item in items.values():
+        if item.seq >= event.seq:
+            continue
+        item.seq, item.state, item.deadline_at = event.seq, event.state, event.deadline_at
+        item.category, item.urgency, item.summary = event.category, event.urgency, event.summary
+        if item.org_unit_id == handler:
+            item.role = "handler"
+        elif item.role == "handler":
+            item.role = "copy"
+    return new
+
+
+def _item_for(event: CaseUpdated, notice: Notice, now) -> InboxItem:
+    return InboxItem(
+        event_id=event.event_id,
+        report_id=event.report_id,
+        case_id=event.case_id,
+        org_unit_id=notice.org_unit.id,
+        org_unit_name=notice.org_unit.name,
+        person_id=notice.person.id if notice.person else None,
+        person_name=notice.person.name if notice.person else None,
+        role=notice.role,
+        position=notice.position,
+        reason=notice.note,
+        category=event.category,
+        urgency=event.urgency,
+        summary=event.summary,
+        deadline_at=event.deadline_at,
+        created_at=now,
+        updated_at=now,
+        seq=0,
+    )
+
+
+def notice_json(notice: InboxNotice) -> dict:
+    return {
+        "kind": notice.kind,
+        "role": notice.role,
+        "note": notice.note,
+        "actor": notice.actor,
+        "at": notice.at.isoformat(),
+    }
+
+
+def item_json(item: InboxItem, notices: list[InboxNotice] = ()) -> dict:
     return {
         "id": item.id,
         "report_id": item.report_id,
@@ -72,6 +156,10 @@ def item_json(item: InboxItem) -> dict:
         "audio": f"/v1/reports/{item.report_id}/audio" if item.has_audio else None,
         "transcription": item.transcription,
         "revision": item.revision,
+        "state": item.state or "routed",
+        "attention": item.attention,
+        "updated_at": item.updated_at.isoformat(),
+        "notices": [notice_json(notice) for notice in notices],
     }
 
 
@@ -83,8 +171,18 @@ def list_inbox(session: Session, org_unit_id: int, limit: int, offset: int, unre
     items = session.scalars(
         select(InboxItem)
         .where(*where)
-        .order_by(InboxItem.created_at.desc(), InboxItem.id.desc())
+        .order_by(InboxItem.updated_at.desc(), InboxItem.id.desc())
         .limit(max(1, min(limit, MAX_PAGE)))
         .offset(max(0, offset))
-    )
-    return {"items": [item_json(item) for item in items], "total": total}
+    ).all()
+    notices: dict[str, list[InboxNotice]] = {}
+    if items:
+        for notice in session.scalars(
+            select(InboxNotice)
+            .where(
+                InboxNotice.org_unit_id == org_unit_id, InboxNotice.case_id.in_([i.case_id for i in items])
+            )
+            .order_by(InboxNotice.at, InboxNotice.id)
+        ):
+            notices.setdefault(notice.case_id, []).append(notice)
+    return {"items": [item_json(item, notices.get(item.case_id, [])) for item in items], "total": total}

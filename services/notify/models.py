@@ -1,4 +1,4 @@
-"""What notify owns: one inbox item per recipient unit of a case."""
+"""What notify owns: one inbox item per unit a case reached, and what each was told about it."""
 
 from __future__ import annotations
 
@@ -41,3 +41,32 @@ class InboxItem(Base):
     revision: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     has_audio: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     transcription: Mapped[str | None] = mapped_column(String(16))
+    # The case's state as of its latest change (``seq`` of case_updated; 0 before any).
+    state: Mapped[str | None] = mapped_column(String(20))
+    seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # What the unit was last told (a reminder, an escalation, the resolution); the item is unread again.
+    attention: Mapped[str | None] = mapped_column(String(16))
+    # When it was last delivered or told something: the inbox lists the freshest first.
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class InboxNotice(Base):
+    """One thing a unit was told about a case (a reminder, an escalation, a resolution): once per
+    case, unit and key, whatever happens to the events carrying it."""
+
+    __tablename__ = "inbox_notices"
+    __table_args__ = (
+        UniqueConstraint("case_id", "org_unit_id", "key", name="uq_inbox_notices_case_unit_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(String(36))
+    org_unit_id: Mapped[int] = mapped_column(Integer)
+    key: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    # As what the unit was told: the handler, a copy, a supervisor (the county), the reporter.
+    role: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(String(36))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -1,11 +1,13 @@
-"""notify: puts every routed case into the inbox of each recipient unit, once."""
+"""notify: puts every routed case into the inbox of each recipient unit, once, and tells each unit
+what every later change of the case means for it (reminders, escalations, resolutions), once."""
 
 from __future__ import annotations
 
 from nameko.rpc import rpc
+from sqlalchemy.exc import IntegrityError
 
-from lianhu.events import ReportRouted
-from lianhu.nameko_ext import Database, subscribe
+from lianhu.events import CaseUpdated, ReportRouted
+from lianhu.nameko_ext import Database, NotYet, subscribe
 from services.notify import inbox
 
 
@@ -14,10 +16,22 @@ class NotifyService:
 
     db = Database("notify")
 
+    def _write(self, apply, event: ReportRouted | CaseUpdated) -> None:
+        try:
+            with self.db.begin() as session:
+                apply(session, event)
+        except IntegrityError as error:
+            # Another worker wrote the same item or notice first (PostgreSQL, two events of one
+            # case at once): the retry finds it and adds only what is still missing.
+            raise NotYet(f"case {event.case_id} was being written concurrently") from error
+
     @subscribe("notify", ReportRouted)
     def handle_report_routed(self, event: ReportRouted) -> None:
-        with self.db.begin() as session:
-            inbox.deliver(session, event)
+        self._write(inbox.deliver, event)
+
+    @subscribe("notify", CaseUpdated)
+    def handle_case_updated(self, event: CaseUpdated) -> None:
+        self._write(inbox.apply_update, event)
 
     @rpc
     def list_inbox(self, org_unit_id, limit=50, offset=0, unread_only=False) -> dict:

@@ -1,4 +1,5 @@
-"""From a submitted report to a routed case: classify, pick recipients, set the deadline, record."""
+"""From a submitted report to a routed case: classify, pick recipients, set the deadline and the
+escalation ladder, record the case with its first stage's timers."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from lianhu.events import (
     Recipient,
@@ -16,10 +18,15 @@ from lianhu.events import (
     ReportSubmitted,
     ReportTranscribed,
     TranscriptionFailed,
+    UnitRef,
     utcnow,
 )
+from services.routing import escalation
+from services.routing.casework import Casework, entry_json
 from services.routing.classify import Classification, Rules
-from services.routing.models import Case, CaseEvent, CaseRecipient
+from services.routing.clock import CaseClock
+from services.routing.lifecycle import OPEN
+from services.routing.models import Case, CaseEvent, CaseRecipient, CaseTimer
 from services.routing.recipients import resolve_recipients
 
 SUMMARY_CHARS = 80
@@ -31,15 +38,39 @@ class Decision:
     handler: Recipient
     recipients: list[Recipient]
     deadline_at: datetime
+    # The first stage's reminder points and deadline, as (kind, due) pairs.
+    timers: list[tuple[str, datetime]]
+    ladder: list[Recipient]
+    overseers: list[Recipient]
+    area_path: str | None
+    reporter_unit: UnitRef | None
 
 
 def decide(
-    classification: Classification, rules: Rules, context: dict, department: dict | None, base_time: datetime
+    classification: Classification,
+    rules: Rules,
+    context: dict,
+    department: dict | None,
+    base_time: datetime,
+    scale: float = 1.0,
 ) -> Decision:
-    """Who gets a classified report and by when, from the registry's view of the reporter."""
+    """Who gets a classified report, by when, and who above, from the registry's view of the reporter."""
     handler, recipients = resolve_recipients(context, classification.urgency, department)
-    deadline = base_time + rules.deadline_for(classification.category, classification.urgency)
-    return Decision(classification, handler, recipients, deadline)
+    clock = CaseClock(rules, scale)
+    deadline = clock.deadline(classification.category, classification.urgency, base_time)
+    chain = context.get("chain") or []
+    unit = context.get("unit")
+    return Decision(
+        classification,
+        handler,
+        recipients,
+        deadline,
+        timers=clock.stage_timers(classification.urgency, base_time, deadline),
+        ladder=escalation.ladder_above(handler, chain, department),
+        overseers=escalation.overseers(chain, context.get("governance_centre")),
+        area_path=escalation.path_of(chain) if chain else None,
+        reporter_unit=UnitRef.model_validate(unit) if unit else None,
+    )
 
 
 def summarise(text: str) -> str:
@@ -83,7 +114,7 @@ def find_case(session: Session, report_id: str) -> Case | None:
 
 def timeline(session: Session, case_id: str) -> list[dict]:
     rows = session.scalars(select(CaseEvent).where(CaseEvent.case_id == case_id).order_by(CaseEvent.id))
-    return [{"at": row.at.isoformat(), "kind": row.kind, "actor": row.actor, **row.detail} for row in rows]
+    return [entry_json(row) for row in rows]
 
 
 def _recipient_row(recipient: Recipient, now) -> CaseRecipient:
@@ -100,6 +131,7 @@ def record_case(
     session: Session, event: ReportRouted, decision: Decision, submitted: ReportSubmitted
 ) -> Case:
     now = utcnow()
+    dumped = [recipient.model_dump(mode="json") for recipient in decision.ladder]
     case = Case(
         id=event.case_id,
         report_id=event.report_id,
@@ -120,8 +152,21 @@ def record_case(
         transcription=event.transcription,
         text=submitted.text,
         recipients=[_recipient_row(r, now) for r in event.recipients],
+        stage=1,
+        seq=0,
+        handler=event.handler.model_dump(mode="json"),
+        ladder=dumped,
+        overseers=[overseer.model_dump(mode="json") for overseer in decision.overseers],
+        reporter_unit=decision.reporter_unit.model_dump(mode="json") if decision.reporter_unit else None,
+        area_path=decision.area_path,
+        stage_started_at=submitted.submitted_at,
+        next_due_at=min((due for _, due in decision.timers), default=None),
+        escalations=0,
     )
     session.add(case)
+    session.add_all(
+        CaseTimer(case_id=case.id, stage=1, kind=kind, due_at=due) for kind, due in decision.timers
+    )
     session.add(
         CaseEvent(
             case_id=case.id,
@@ -136,6 +181,20 @@ def record_case(
         )
     )
     return case
+
+
+def record_once(
+    sessions: sessionmaker, event: ReportRouted, decision: Decision, submitted: ReportSubmitted
+) -> dict:
+    """Record the case unless a concurrent delivery of the same report did; returns the routed
+    event as recorded, to emit (again)."""
+    try:
+        with sessions.begin() as session:
+            record_case(session, event, decision, submitted)
+        return event.to_wire()
+    except IntegrityError:
+        with sessions() as session:
+            return find_case(session, event.report_id).routed_event
 
 
 def rerouted_event(
@@ -158,7 +217,10 @@ def rerouted_event(
             "urgency": urgency,
             "matched": c.matched or previous.matched,
             "rules_version": rules.version,
-            "deadline_at": min(previous.deadline_at, decision.deadline_at),
+            # Brought forward only while the first handler has it: a later stage keeps its own deadline.
+            "deadline_at": min(previous.deadline_at, decision.deadline_at)
+            if case.stage == 1
+            else case.deadline_at,
             "recipients": recipients,
             "summary": summarise(" ".join(part for part in (previous.summary, transcribed.text) if part)),
             "explanation": f"{c.explanation} (transcript) Recipients: {reasons}",
@@ -204,6 +266,57 @@ def record_transcript(
     )
 
 
+def apply_transcript(
+    session: Session,
+    case: Case,
+    transcribed: ReportTranscribed,
+    decision: Decision,
+    rules: Rules,
+    clock: CaseClock,
+    now: datetime,
+) -> list[str]:
+    """Record what a transcript changes; while the first handler has the case its ladder and timers
+    follow the new category and deadline. Returns the ids of the events to publish."""
+    rerouted = rerouted_event(case, transcribed, decision, rules)
+    record_transcript(session, case, transcribed, rerouted)
+    work = Casework(session, clock, now)
+    if case.stage == 1:
+        case.ladder = [rung.model_dump(mode="json") for rung in decision.ladder]
+        if case.state in OPEN:
+            work.reschedule_stage(case)
+    work.settle(case, "transcribed", "speech")
+    return work.published
+
+
+def apply_transcript_once(
+    sessions: sessionmaker,
+    transcribed: ReportTranscribed,
+    decision: Decision,
+    rules: Rules,
+    clock: CaseClock,
+    now: datetime,
+) -> tuple[dict, list[str]]:
+    """Apply a transcript unless a concurrent delivery did; returns the routed event to emit and the
+    ids of the case updates to publish."""
+    with sessions.begin() as session:
+        case = find_case(session, transcribed.report_id)
+        if case.transcription == "done":
+            return case.routed_event, []
+        published = apply_transcript(session, case, transcribed, decision, rules, clock, now)
+        return case.routed_event, published
+
+
+def record_failure_once(sessions: sessionmaker, failed: TranscriptionFailed) -> bool:
+    """Note a failed transcription on a case still waiting for one; False when the case is unknown."""
+    with sessions.begin() as session:
+        case = find_case(session, failed.report_id)
+        if case is None:
+            return False
+        if case.transcription == "pending":
+            record_transcription_failure(session, case, failed)
+        return True
+
+
 def record_transcription_failure(session: Session, case: Case, failed: TranscriptionFailed) -> None:
     case.transcription = "failed"
     session.add(
@@ -229,13 +342,24 @@ def case_json(case: Case) -> dict:
         "matched": routed["matched"],
         "rules_version": case.rules_version,
         "explanation": case.explanation,
-        "deadline_at": routed["deadline_at"],
+        # The current stage's: every escalation, reassignment or reopening sets a fresh one.
+        "deadline_at": case.deadline_at.isoformat(),
         "routed_at": routed["occurred_at"],
-        "handler": routed["handler"],
+        "handler": case.handler,
         "recipients": [recipient.detail for recipient in case.recipients],
         "revision": case.revision,
         "transcription": case.transcription,
         "transcript": case.transcript,
+        "stage": case.stage,
+        "stage_started_at": case.stage_started_at.isoformat(),
+        "next_due_at": case.next_due_at.isoformat() if case.next_due_at else None,
+        "ladder": [rung["org_unit"] for rung in case.ladder],
+        "escalations": case.escalations,
+        "overdue": case.overdue_at is not None,
+        "resolved_at": case.resolved_at.isoformat() if case.resolved_at else None,
+        "closed_at": case.closed_at.isoformat() if case.closed_at else None,
+        "rating": None if case.rating is None else {"score": case.rating, "note": case.rating_note},
+        "merged_into": case.merged_into,
     }
 
 

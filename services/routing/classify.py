@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from lianhu.events import MatchedTerm
+from services.routing.clock import URGENCIES, ClockRules, parse_clock_rules
 
 __all__ = [
     "CATEGORY_CODES",
@@ -77,8 +78,6 @@ TIE_BREAK_ORDER: tuple[str, ...] = (
     "other",
 )
 
-URGENCIES: tuple[str, ...] = ("urgent", "general")
-
 # The county departments the registry knows; a rules file may name no other.
 DEPARTMENTS: dict[str, str] = {
     "emergency": "应急管理局",
@@ -100,6 +99,7 @@ _TOP_LEVEL_KEYS = {
     "urgent_exceptions",
     "general_terms",
     "categories",
+    "clock",
 }
 _CATEGORY_KEYS = {
     "name_zh",
@@ -299,6 +299,7 @@ class Rules:
     urgent_exceptions_bo: tuple[tuple[str, ...], ...] = ()
     general_terms_zh: tuple[str, ...] = ()
     general_terms_bo: tuple[tuple[str, ...], ...] = ()
+    clock: ClockRules = field(default_factory=ClockRules)
     _matcher: _Matcher = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -485,6 +486,10 @@ def _parse_rules(data: Any) -> Rules:
     urgent_zh, urgent_bo = _term_lists(spec.get("urgent_terms"), "urgent_terms")
     exceptions_zh, exceptions_bo = _term_lists(spec.get("urgent_exceptions"), "urgent_exceptions")
     general_zh, general_bo = _term_lists(spec.get("general_terms"), "general_terms")
+    try:
+        clock = parse_clock_rules(spec.get("clock"))
+    except ValueError as error:
+        raise RulesError(str(error)) from None
     return Rules(
         version=version.strip(),
         default_deadline_hours=default_hours,
@@ -495,6 +500,7 @@ def _parse_rules(data: Any) -> Rules:
         urgent_exceptions_bo=exceptions_bo,
         general_terms_zh=general_zh,
         general_terms_bo=general_bo,
+        clock=clock,
     )
 
 

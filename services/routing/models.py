@@ -1,12 +1,13 @@
-"""What routing owns: cases and their recipients."""
+"""What routing owns: cases, their recipients, their timeline, their clock and their outbox."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, SmallInteger, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from lianhu.bus import outbox_table
 from lianhu.db import UtcDateTime, make_metadata
 
 
@@ -16,6 +17,17 @@ class Base(DeclarativeBase):
 
 class Case(Base):
     __tablename__ = "cases"
+    __table_args__ = (
+        # The poller's scan: only cases with a timer still to fire are in it.
+        Index(
+            "ix_cases_next_due_at",
+            "next_due_at",
+            postgresql_where=text("next_due_at IS NOT NULL"),
+            sqlite_where=text("next_due_at IS NOT NULL"),
+        ),
+        # text_pattern_ops: PostgreSQL serves `area_path LIKE '/1/5/%'` from it under any collation.
+        Index("ix_cases_area_path", "area_path", postgresql_ops={"area_path": "text_pattern_ops"}),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     # One case per report: a redelivered report_submitted finds its case instead of making another.
@@ -44,6 +56,35 @@ class Case(Base):
     transcript: Mapped[str | None] = mapped_column(Text)
     revision: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
+    # Each handler's turn is a stage with its own deadline and timers: routing, every escalation,
+    # reassignment, re-routing and reopening starts the next one.
+    stage: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # Counts the case's published changes (case_updated): consumers keep the highest.
+    seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The current handler (a Recipient) and the rungs still above it, nearest first, fixed when the
+    # handler got the case: the clock escalates without asking the registry, so a registry outage
+    # never stops it.
+    handler: Mapped[dict] = mapped_column(JSON)
+    ladder: Mapped[list] = mapped_column(JSON)
+    # The county command and the governance centre: told when a case at the top is overdue.
+    overseers: Mapped[list] = mapped_column(JSON)
+    # The reporter's own unit (a liaison worker's unit has an inbox): resolutions reach it.
+    reporter_unit: Mapped[dict | None] = mapped_column(JSON)
+    # The materialised org path of the unit the matter is in ("/1/5/23/40/"): statistics by subtree.
+    area_path: Mapped[str | None] = mapped_column(String(255))
+    stage_started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    next_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The first deadline it missed; a case resolved without one was resolved on time.
+    overdue_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    escalations: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    rating: Mapped[int | None] = mapped_column(SmallInteger)
+    rating_note: Mapped[str | None] = mapped_column(Text)
+    rated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # A duplicate joined to its original (并单): the original's report id.
+    merged_into: Mapped[str | None] = mapped_column(String(36), index=True)
+
     recipients: Mapped[list[CaseRecipient]] = relationship(
         back_populates="case", order_by="CaseRecipient.id", cascade="all, delete-orphan"
     )
@@ -67,6 +108,8 @@ class CaseEvent(Base):
     """The case's timeline: what happened to it, when, by whom (a person or a service), and why."""
 
     __tablename__ = "case_events"
+    # A retried action (same action_id) finds the entry it made instead of acting twice.
+    __table_args__ = (UniqueConstraint("case_id", "action_id", name="uq_case_events_case_action"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
@@ -74,3 +117,31 @@ class CaseEvent(Base):
     kind: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict] = mapped_column(JSON)
+    action_id: Mapped[str | None] = mapped_column(String(255))
+    # What was asked, hashed: the same action_id with another request is refused, not replayed.
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
+
+
+class CaseTimer(Base):
+    """One point on a case's clock: a reminder, the deadline, an overdue reminder, the auto-close.
+
+    Rows are written when a stage starts and fired by the poller. The unique (case, stage, kind)
+    means a point exists once, and firing is a compare-and-set on ``done_at``: two pollers cannot
+    both fire it.
+    """
+
+    __tablename__ = "case_timers"
+    __table_args__ = (UniqueConstraint("case_id", "stage", "kind", name="uq_case_timers_case_stage_kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"))
+    stage: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(24))
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    done_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # fired, skipped (no longer applies), cancelled (the case moved on first)
+    outcome: Mapped[str | None] = mapped_column(String(16))
+
+
+# case_updated events, written with the change that causes them and published after the commit.
+outbox = outbox_table(Base.metadata)

@@ -19,7 +19,8 @@ POSITION_OF_KIND = {
 }
 
 
-def _recipient(responsible: dict, role: str, reason: str) -> Recipient:
+def recipient_of(responsible: dict, role: str, reason: str) -> Recipient:
+    """A registry ``{"unit", "head"}`` answer as a recipient of a case."""
     unit = UnitRef.model_validate(responsible["unit"])
     head = responsible.get("head")
     return Recipient(
@@ -49,11 +50,11 @@ def resolve_recipients(
     township = _first_of_kind(chain, "township")
 
     if village is not None:
-        handler = _recipient(village, "handler", "网格长负责办理 / the village grid leader handles it")
+        handler = recipient_of(village, "handler", "网格长负责办理 / the village grid leader handles it")
     elif township is not None:
-        handler = _recipient(township, "handler", "乡镇指挥长负责办理 / no village above the reporter")
+        handler = recipient_of(township, "handler", "乡镇指挥长负责办理 / no village above the reporter")
     elif centre is not None:
-        handler = _recipient(centre, "handler", "综治中心负责办理 / reporter at county level or unknown")
+        handler = recipient_of(centre, "handler", "综治中心负责办理 / reporter at county level or unknown")
     else:
         raise LookupError("the registry has no governance centre: nobody could receive this case")
 
@@ -63,7 +64,7 @@ def resolve_recipients(
     def add(responsible: dict | None, reason: str) -> None:
         if responsible is not None and responsible["unit"]["id"] not in seen:
             seen.add(responsible["unit"]["id"])
-            recipients.append(_recipient(responsible, "copy", reason))
+            recipients.append(recipient_of(responsible, "copy", reason))
 
     add(centre, "县综治中心同步抄送 / the county governance centre gets every case at once")
     if urgency == "urgent":

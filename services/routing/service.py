@@ -1,12 +1,25 @@
-"""routing: turns each submitted report into a case with a handler, copies and a deadline."""
+"""routing: turns each submitted report into a case with a handler, copies and a deadline, takes the
+actions users take on it, and runs its clock (reminders, escalation, closing).
+
+On SQLite, writes (and the county-wide figures) run off the eventlet hub (``db.off_hub``): SQLite
+blocks in C while it waits for its write lock, and the clock's passes hold that lock for a moment.
+PostgreSQL's driver cooperates with eventlet, so there they stay on the hub, several at a time.
+"""
 
 from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TypeVar
 
 from nameko.events import EventDispatcher
 from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy, rpc
-from sqlalchemy.exc import IntegrityError
+from nameko.timer import Timer
 
+from lianhu.db import is_sqlite
 from lianhu.events import (
     Reporter,
     ReportRouted,
@@ -16,10 +29,20 @@ from lianhu.events import (
     utcnow,
 )
 from lianhu.nameko_ext import Database, NotYet, Topology, call_rpc, subscribe
-from services.routing import cases
+from services.routing import actions, cases, escalation, relay, stats, timers
+from services.routing.actions import Actor, Invalid
 from services.routing.cases import Decision
 from services.routing.classify import Rules, classify, load_rules
+from services.routing.clock import CaseClock
 from services.routing.config import routing_settings
+from services.routing.lifecycle import Refused
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Outbox rows older than this are left behind by a worker that died or could not publish; younger
+# ones are still being published by the worker that wrote them.
+LEFT_BEHIND = timedelta(seconds=10)
 
 
 class RoutingRules(DependencyProvider):
@@ -32,6 +55,38 @@ class RoutingRules(DependencyProvider):
         return self.rules
 
 
+class ClockTick(Timer):
+    """The clock's heartbeat every ``LIANHU_CLOCK_TICK_SECONDS``, read when the service starts; a
+    tick waits for the previous one to finish."""
+
+    def __init__(self, **kwargs):
+        super().__init__(interval=0, eager=True, **kwargs)
+
+    def setup(self) -> None:
+        self.interval = routing_settings().clock_tick_seconds
+        super().setup()
+
+
+clock_tick = ClockTick.decorator
+
+
+class RegistryReads:
+    """The registry reads routing makes, as RPC calls with the kit's timeout."""
+
+    def __init__(self, proxy):
+        self.proxy = proxy
+
+    def reporter_context(self, unit_id: int, household_id: int | None = None) -> dict:
+        return call_rpc(self.proxy.reporter_context, unit_id, household_id)
+
+    def department(self, code: str) -> dict | None:
+        return call_rpc(self.proxy.department, code)
+
+
+def _refusal(refused: Refused) -> dict:
+    return {"refused": refused.code, "detail": refused.detail}
+
+
 class RoutingService:
     name = "routing"
 
@@ -41,12 +96,43 @@ class RoutingService:
     dispatch = EventDispatcher()
     topology = Topology()
 
+    def _blocking(self, work: Callable[..., T], *args) -> T:
+        """``work(sessions, *args)`` where it cannot freeze the hub: a native thread on SQLite."""
+        if is_sqlite(routing_settings().database_url(self.name)):
+            return self.db.off_hub(work, *args)
+        return work(self.db, *args)
+
+    def _clock(self) -> CaseClock:
+        return CaseClock(self.rules, routing_settings().time_scale)
+
     def _decide(self, text: str, org_unit_id: int | None, household_id: int | None, base_time) -> Decision:
         classification = classify(text, self.rules)
-        context = call_rpc(self.registry.reporter_context, org_unit_id, household_id)
+        registry = RegistryReads(self.registry)
+        context = registry.reporter_context(org_unit_id, household_id)
         code = self.rules.department_for(classification.category)
-        department = call_rpc(self.registry.department, code) if code else None
-        return cases.decide(classification, self.rules, context, department, base_time)
+        department = registry.department(code) if code else None
+        scale = routing_settings().time_scale
+        return cases.decide(classification, self.rules, context, department, base_time, scale)
+
+    def _relay(self, event_ids: list[str] | None) -> None:
+        """Publish outbox rows: these (just committed), or None: any left behind."""
+        if event_ids == []:
+            return
+        with self.db() as session:
+            rows = relay.unsent(session, event_ids, None if event_ids else utcnow() - LEFT_BEHIND)
+        sent = []
+        try:
+            for row in rows:
+                self.dispatch(row.routing_key, json.loads(row.body))
+                sent.append(row.id)
+        except Exception:  # the broker may be away: the rows wait for the next tick
+            log.warning(
+                "published %d of %d case updates; the clock retries", len(sent), len(rows), exc_info=True
+            )
+        if sent:
+            self._blocking(relay.mark_sent, sent)
+
+    # ------------------------------------------------------------------------------- events in
 
     @subscribe("routing", ReportSubmitted)
     def handle_report_submitted(self, event: ReportSubmitted) -> None:
@@ -59,18 +145,12 @@ class RoutingService:
             routed = cases.routed_event(
                 event.report_id, event.text, event.reporter, decision, self.rules, event
             )
-            try:
-                with self.db.begin() as session:
-                    cases.record_case(session, routed, decision, event)
-            except IntegrityError:
-                # A concurrent delivery of the same report won the race: emit what it recorded.
-                with self.db() as session:
-                    existing = cases.find_case(session, event.report_id)
-        if existing is not None:
-            routed = ReportRouted.model_validate(existing.routed_event)
+            wire = self._blocking(cases.record_once, routed, decision, event)
+        else:
+            wire = existing.routed_event
         # Emitted after the commit; a crash before this line redelivers the report, which lands
         # here again and re-emits the same event (same id), so notify dedupes.
-        self.dispatch(ReportRouted.event_type, routed.to_wire())
+        self.dispatch(ReportRouted.event_type, wire)
 
     @subscribe("routing", ReportTranscribed)
     def handle_report_transcribed(self, event: ReportTranscribed) -> None:
@@ -79,27 +159,98 @@ class RoutingService:
             case = cases.find_case(session, event.report_id)
         if case is None:
             raise NotYet(f"report {event.report_id} is not routed yet")
+        published: list[str] = []
+        wire = case.routed_event
         if case.transcription != "done":
             reporter = ReportRouted.model_validate(case.routed_event).reporter
             text = " ".join(part for part in (case.text or "", event.text) if part)
             decision = self._decide(text, reporter.org_unit_id, case.household_id, case.submitted_at)
-            with self.db.begin() as session:
-                case = cases.find_case(session, event.report_id)
-                if case.transcription != "done":  # a concurrent delivery may have applied it meanwhile
-                    rerouted = cases.rerouted_event(case, event, decision, self.rules)
-                    cases.record_transcript(session, case, event, rerouted)
+            # A concurrent delivery may have applied it meanwhile: the write checks again.
+            wire, published = self._blocking(
+                cases.apply_transcript_once, event, decision, self.rules, self._clock(), utcnow()
+            )
         # After the commit, as for a new report: a crash before this line redelivers the transcript,
         # which finds it applied and announces the same revision again (same event id).
-        self.dispatch(ReportRouted.event_type, case.routed_event)
+        self.dispatch(ReportRouted.event_type, wire)
+        self._relay(published)
 
     @subscribe("routing", TranscriptionFailed)
     def handle_transcription_failed(self, event: TranscriptionFailed) -> None:
-        with self.db.begin() as session:
-            case = cases.find_case(session, event.report_id)
+        if not self._blocking(cases.record_failure_once, event):
+            raise NotYet(f"report {event.report_id} is not routed yet")
+
+    # ----------------------------------------------------------------------------------- the clock
+
+    @clock_tick
+    def run_clock(self) -> None:
+        """Fire every timer that fell due, a batch of cases per transaction, then publish."""
+        clock = self._clock()
+        while True:
+            done = self._blocking(timers.fire_due, clock, utcnow())
+            self._relay(done.events)
+            if done.cases < timers.BATCH:
+                break
+        self._relay(None)
+
+    # ------------------------------------------------------------------------------------- actions
+
+    @rpc
+    def act(self, report_id, actor, action) -> dict:
+        """One user's action on a case: the outcome, ``{"refused": code, "detail"}`` (not_found,
+        forbidden, conflict) or ``{"errors": [...]}``. The same ``action_id`` again returns the
+        first outcome."""
+        who = Actor.parse(actor)
+        if who is None:
+            return {"refused": "forbidden", "detail": "a valid actor (username, role) is required"}
+        try:
+            request = actions.parse_action(action)
+            with self.db() as session:
+                case = cases.find_case(session, report_id) if isinstance(report_id, str) else None
+                original = cases.find_case(session, request.into) if request.into else None
             if case is None:
-                raise NotYet(f"report {event.report_id} is not routed yet")
-            if case.transcription == "pending":
-                cases.record_transcription_failure(session, case, event)
+                raise Refused("not_found", "no such report in your area")
+            around = actions.surroundings(
+                case, original, who, request, RegistryReads(self.registry), self.rules
+            )
+            outcome = self._blocking(actions.take, report_id, who, request, around, self._clock(), utcnow())
+        except Refused as refused:
+            return _refusal(refused)
+        except Invalid as invalid:
+            return {"errors": [invalid.problem]}
+        self._relay(outcome.events)
+        return outcome.answer
+
+    @rpc
+    def case_stats(self, actor, unit_id=None, start=None, end=None) -> dict:
+        """Exact figures for a unit's subtree (default: the actor's unit) over cases submitted in
+        [start, end); units outside the actor's part of the tree are ``not_found``."""
+        who = Actor.parse(actor)
+        if who is None:
+            return {"refused": "forbidden", "detail": "a valid actor (username, role) is required"}
+        unit = who.org_unit_id if unit_id is None else unit_id
+        chain = call_rpc(self.registry.chain_above, unit) if isinstance(unit, int) else []
+        centre = call_rpc(self.registry.governance_centre) if chain else None
+        if not escalation.within_reach(who.org_unit_id, chain, centre["unit"]["id"] if centre else None):
+            return {"refused": "not_found", "detail": "no such unit in your area"}
+        try:
+            period = [stats.parse_moment(value, self.rules.clock) for value in (start, end)]
+        except ValueError as error:
+            return {
+                "errors": [{"field": "from/to", "message_zh": "日期格式不正确", "message_en": str(error)}]
+            }
+        # A whole county's figures read many rows: like a write on SQLite.
+        figures = self._blocking(stats.read_summary, stats.scope_for(chain), *period)
+        for row in figures["by_unit"]:
+            found = call_rpc(self.registry.handler_of, row.pop("unit_id"))
+            row["unit"] = found["unit"] if found else None
+        return {
+            "unit": chain[0]["unit"],
+            "from": period[0].isoformat() if period[0] else None,
+            "to": period[1].isoformat() if period[1] else None,
+            **figures,
+        }
+
+    # --------------------------------------------------------------------------------------- reads
 
     @rpc
     def get_case(self, report_id) -> dict | None:
