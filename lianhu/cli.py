@@ -1,4 +1,5 @@
-"""``lianhu``: the operator's command line (migrate, seed, topology, health, dead letters, redrive)."""
+"""``lianhu``: the operator's command line (migrate, seed, topology, status, health, dead letters,
+redrive, and the services' own: ``lianhu rules``)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,22 @@ import tempfile
 import time
 from pathlib import Path
 
+import amqp.exceptions
 import pika
+from kombu import Connection
 from pika.exceptions import AMQPError
+from sqlalchemy import MetaData, inspect
 
 from lianhu import deadletters
+from lianhu.bus import outbox_backlog, outbox_table
 from lianhu.config import KitSettings, kit_settings
-from lianhu.db import autogenerate_revision, migrate
+from lianhu.db import autogenerate_revision, make_engine, make_read_session_factory, migrate
+from lianhu.events import utcnow
 from lianhu.plugins import discover
 from lianhu.topology import SUBSCRIPTIONS, declare
+
+# The alert rule's line (deploy/prometheus/rules): an outbox row older than this is stuck.
+OUTBOX_LAG_SECONDS = 60
 
 
 def _broker_connection(settings: KitSettings, timeout: float = 3.0) -> pika.BlockingConnection:
@@ -61,6 +70,50 @@ def cmd_dead_letters(args, settings: KitSettings) -> int:
     for queue, count in deadletters.counts(settings).items():
         print(f"{queue}\t{count}")
     return 0
+
+
+def outbox_status(settings: KitSettings) -> list[tuple[str, int, float]]:
+    """(service, unsent rows, age of the oldest in seconds) for every service with an outbox."""
+    found = []
+    for plugin in discover():
+        if plugin.migrations_dir is None:
+            continue
+        engine = make_engine(settings.database_url(plugin.name))
+        try:
+            if not inspect(engine).has_table("outbox"):
+                continue
+            with make_read_session_factory(engine)() as session:
+                count, oldest = outbox_backlog(session, outbox_table(MetaData()))
+        finally:
+            engine.dispose()
+        found.append((plugin.name, count, (utcnow() - oldest).total_seconds() if oldest else 0.0))
+    return found
+
+
+def cmd_status(args, settings: KitSettings) -> int:
+    """Work queues as the broker sees them, then each outbox; 1 when something waits too long."""
+    try:
+        with Connection(settings.amqp_uri, connect_timeout=3) as connection:
+            queues = deadletters.depths(connection.default_channel)
+    except (amqp.exceptions.AMQPError, OSError) as error:
+        print(
+            f"cannot read the work queues ({error}): is RabbitMQ up, `lianhu topology` run?", file=sys.stderr
+        )
+        return 1
+    print("queue\tready\tconsumers\tdead letters")
+    for depth in queues:
+        print(f"{depth.sub.queue}\t{depth.ready}\t{depth.consumers}\t{depth.dead}")
+    outboxes = outbox_status(settings)
+    print("\noutbox\tunsent\toldest (s)")
+    for service, count, age in outboxes:
+        print(f"{service}\t{count}\t{age:.0f}")
+    # The same lines the alert rules draw: dead letters present, a queue nobody reads, outbox lag.
+    trouble = [f"{d.sub.dead_letter_queue} holds {d.dead}" for d in queues if d.dead]
+    trouble += [f"nobody reads {d.sub.queue}" for d in queues if d.consumers == 0]
+    trouble += [f"{s} outbox lags {age:.0f} s" for s, _, age in outboxes if age > OUTBOX_LAG_SECONDS]
+    for line in trouble:
+        print(f"! {line}", file=sys.stderr)
+    return 1 if trouble else 0
 
 
 def cmd_redrive(args, settings: KitSettings) -> int:
@@ -120,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
 
     commands.add_parser("topology", help="declare exchanges and queues").set_defaults(run=cmd_topology)
 
+    commands.add_parser("status", help="work queues, dead letters and outboxes").set_defaults(run=cmd_status)
+
     commands.add_parser("dead-letters", help="count dead-lettered messages per queue").set_defaults(
         run=cmd_dead_letters
     )
@@ -137,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     health_parser.add_argument("service")
     health_parser.add_argument("--timeout", type=float, default=5.0)
     health_parser.set_defaults(run=cmd_health)
+
+    for plugin in discover():
+        if plugin.commands is not None:
+            plugin.commands(commands)
 
     args = parser.parse_args(argv)
     return args.run(args, kit_settings())

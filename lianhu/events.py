@@ -172,6 +172,20 @@ class TranscriptionFailed(Event):
 
 # --- Cases after routing: what users do to them, and what routing tells the units involved -----------
 
+# A case's states (services/routing/lifecycle.py has the machine that moves between them).
+CaseState = Literal[
+    "routed",
+    "acknowledged",
+    "in_progress",
+    "resolved",
+    "closed",
+    "returned",
+    "reassigned",
+    "escalated",
+    "reopened",
+    "merged",
+]
+
 CaseActionName = Literal[
     "acknowledge",
     "start",
@@ -276,3 +290,7 @@ class CaseUpdated(Event):
     deadline_at: datetime
     handler: Recipient
     notices: list[Notice] = Field(default_factory=list)
+    # The name of the township the matter lies in (None: the county as a whole), and whether the
+    # case ever missed a deadline: what the governance figures count by.
+    township: str | None = None
+    overdue: bool = False

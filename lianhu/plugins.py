@@ -1,7 +1,8 @@
 """How a service plugs into the ``lianhu`` CLI without the kit importing it.
 
 Each service exposes a :class:`ServicePlugin` under the ``lianhu.services`` entry-point group
-(see ``pyproject.toml``); ``lianhu migrate`` and ``lianhu seed`` walk them.
+(see ``pyproject.toml``); ``lianhu migrate`` and ``lianhu seed`` walk them, and a service may add
+commands of its own (routing: ``lianhu rules``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 from lianhu.config import KitSettings
 
@@ -23,6 +25,9 @@ class ServicePlugin:
     # Seeders run in ascending order: the registry builds the county before intake loads accounts.
     seed_order: int = 100
     seed: Callable[[KitSettings, bool], str] | None = None
+    # Adds the service's own subcommands to ``lianhu`` (given argparse's subparsers); each sets
+    # ``run(args, settings) -> exit code`` as the built-in ones do.
+    commands: Callable[[Any], None] | None = None
 
 
 def discover() -> list[ServicePlugin]:

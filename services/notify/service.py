@@ -6,9 +6,13 @@ from __future__ import annotations
 from nameko.rpc import rpc
 from sqlalchemy.exc import IntegrityError
 
+from lianhu import metrics
 from lianhu.events import CaseUpdated, ReportRouted
 from lianhu.nameko_ext import Database, NotYet, subscribe
 from services.notify import inbox
+
+# The one channel so far: the in-app inbox every unit reads (GET /v1/inbox).
+INBOX = "inbox"
 
 
 class NotifyService:
@@ -17,13 +21,19 @@ class NotifyService:
     db = Database("notify")
 
     def _write(self, apply, event: ReportRouted | CaseUpdated) -> None:
+        """``apply(session, event)`` in one transaction; it returns how many inbox entries it added."""
         try:
             with self.db.begin() as session:
-                apply(session, event)
+                delivered = apply(session, event)
         except IntegrityError as error:
             # Another worker wrote the same item or notice first (PostgreSQL, two events of one
             # case at once): the retry finds it and adds only what is still missing.
             raise NotYet(f"case {event.case_id} was being written concurrently") from error
+        except Exception:
+            # Then retried like any failure, and dead-lettered past the limit.
+            metrics.NOTIFICATIONS_FAILED.labels(channel=INBOX).inc()
+            raise
+        metrics.NOTIFICATIONS_SENT.labels(channel=INBOX).inc(delivered)
 
     @subscribe("notify", ReportRouted)
     def handle_report_routed(self, event: ReportRouted) -> None:

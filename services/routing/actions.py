@@ -81,6 +81,8 @@ class Surroundings:
     assignment: Assignment | None = None
     original_handler_unit_id: int | None = None
     original_above: frozenset[int] = field(default_factory=frozenset)
+    # The case lies in the actor's part of the tree: an action not theirs is forbidden, not unknown.
+    sees_area: bool = False
 
 
 @dataclass
@@ -115,7 +117,7 @@ class RegistryReads(Protocol):
     def department(self, code: str) -> dict | None: ...
 
 
-def _above(registry: RegistryReads, handler_unit_id: int) -> frozenset[int]:
+def above_handler(registry: RegistryReads, handler_unit_id: int) -> frozenset[int]:
     context = registry.reporter_context(handler_unit_id)
     centre = context.get("governance_centre")
     return frozenset(
@@ -130,6 +132,7 @@ def surroundings(
     request: CaseAction,
     registry: RegistryReads,
     rules: Rules,
+    sees_area: bool = False,
 ) -> Surroundings:
     """What the registry says about the units around the case (and ``original``, for a merge);
     :func:`take` checks it all again against the case as it is then."""
@@ -144,13 +147,19 @@ def surroundings(
         except Invalid:
             assignment = None  # refused in take, once the actor's standing is known
     if original is None:
-        return Surroundings(case.handler_unit_id, _above(registry, case.handler_unit_id), assignment)
+        return Surroundings(
+            case.handler_unit_id,
+            above_handler(registry, case.handler_unit_id),
+            assignment,
+            sees_area=sees_area,
+        )
     return Surroundings(
         case.handler_unit_id,
-        _above(registry, case.handler_unit_id),
+        above_handler(registry, case.handler_unit_id),
         assignment,
         original.handler_unit_id,
-        _above(registry, original.handler_unit_id),
+        above_handler(registry, original.handler_unit_id),
+        sees_area,
     )
 
 
@@ -222,7 +231,7 @@ def take(
             above=set(around.above),
             involved=involved,
         )
-        lifecycle.check(request.action, parties, case.state)
+        lifecycle.check(request.action, parties, case.state, around.sees_area)
         work = Casework(session, clock, now)
         row = _apply(work, case, actor, request, around, locked)
         # The action's entry shows the state it left the case in (a return may end escalated).

@@ -44,6 +44,7 @@ class Decision:
     overseers: list[Recipient]
     area_path: str | None
     reporter_unit: UnitRef | None
+    township: str | None = None
 
 
 def decide(
@@ -70,6 +71,7 @@ def decide(
         overseers=escalation.overseers(chain, context.get("governance_centre")),
         area_path=escalation.path_of(chain) if chain else None,
         reporter_unit=UnitRef.model_validate(unit) if unit else None,
+        township=escalation.township_of(chain),
     )
 
 
@@ -159,6 +161,7 @@ def record_case(
         overseers=[overseer.model_dump(mode="json") for overseer in decision.overseers],
         reporter_unit=decision.reporter_unit.model_dump(mode="json") if decision.reporter_unit else None,
         area_path=decision.area_path,
+        township=decision.township,
         stage_started_at=submitted.submitted_at,
         next_due_at=min((due for _, due in decision.timers), default=None),
         escalations=0,
@@ -354,6 +357,7 @@ def case_json(case: Case) -> dict:
         "stage_started_at": case.stage_started_at.isoformat(),
         "next_due_at": case.next_due_at.isoformat() if case.next_due_at else None,
         "ladder": [rung["org_unit"] for rung in case.ladder],
+        "township": case.township,
         "escalations": case.escalations,
         "overdue": case.overdue_at is not None,
         "resolved_at": case.resolved_at.isoformat() if case.resolved_at else None,

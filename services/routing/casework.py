@@ -113,6 +113,8 @@ class Casework:
             deadline_at=case.deadline_at,
             handler=recipient(case.handler),
             notices=list(notices),
+            township=case.township,
+            overdue=case.overdue_at is not None,
         )
         enqueue(self.session, outbox, event)
         self.published.append(event.event_id)

@@ -112,6 +112,12 @@ def path_of(chain: list[dict]) -> str:
     return "/" + "".join(f"{entry['unit']['id']}/" for entry in reversed(chain))
 
 
+def township_of(chain: list[dict]) -> str | None:
+    """The name of the township (乡镇) on a registry chain, None above or beside the townships."""
+    entry = next((entry for entry in chain if _kind(entry) == "township"), None)
+    return entry["unit"]["name"] if entry else None
+
+
 def path_ids(path: str) -> list[int]:
     return [int(part) for part in path.strip("/").split("/") if part]
 

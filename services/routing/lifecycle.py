@@ -64,10 +64,11 @@ class Refused(Exception):
         self.detail = detail
 
 
-def check(action: str, parties: set[Party], state: str) -> None:
+def check(action: str, parties: set[Party], state: str, sees_area: bool = False) -> None:
     """Refuse an action the actor may not take on a case in ``state``; the order of the checks
-    makes a stranger learn nothing (404) before an insider learns the state (409)."""
-    if not parties:
+    makes a stranger learn nothing (404) before an insider learns the state (409). ``sees_area``:
+    the case lies in the actor's part of the tree, so it is theirs to see if not to act on."""
+    if not parties and not sees_area:
         raise Refused("not_found", "no such report in your area")
     allowed = WHO_MAY[action]
     if not parties & allowed:

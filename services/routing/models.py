@@ -72,6 +72,9 @@ class Case(Base):
     reporter_unit: Mapped[dict | None] = mapped_column(JSON)
     # The materialised org path of the unit the matter is in ("/1/5/23/40/"): statistics by subtree.
     area_path: Mapped[str | None] = mapped_column(String(255))
+    # The name of that unit's township (乡镇), None for a matter of the county as a whole: the list
+    # shows it and the metrics count by it without asking the registry.
+    township: Mapped[str | None] = mapped_column(String(64))
     stage_started_at: Mapped[datetime] = mapped_column(UtcDateTime)
     next_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

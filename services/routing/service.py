@@ -19,8 +19,11 @@ from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy, rpc
 from nameko.timer import Timer
 
+from lianhu import metrics
+from lianhu.bus import outbox_gauges
 from lianhu.db import is_sqlite
 from lianhu.events import (
+    CaseUpdated,
     Reporter,
     ReportRouted,
     ReportSubmitted,
@@ -28,14 +31,16 @@ from lianhu.events import (
     TranscriptionFailed,
     utcnow,
 )
-from lianhu.nameko_ext import Database, NotYet, Topology, call_rpc, subscribe
-from services.routing import actions, cases, escalation, relay, stats, timers
+from lianhu.nameko_ext import Database, DatabaseGauges, NotYet, Topology, call_rpc, subscribe
+from services.routing import actions, case_reads, cases, escalation, figures, relay, stats, timers
 from services.routing.actions import Actor, Invalid
+from services.routing.case_reads import Viewer
 from services.routing.cases import Decision
 from services.routing.classify import Rules, classify, load_rules
 from services.routing.clock import CaseClock
 from services.routing.config import routing_settings
 from services.routing.lifecycle import Refused
+from services.routing.models import outbox
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -95,6 +100,8 @@ class RoutingService:
     registry = RpcProxy("registry")
     dispatch = EventDispatcher()
     topology = Topology()
+    case_figures = DatabaseGauges("routing", metrics.CASE_GAUGES, figures.case_gauges)
+    outbox_figures = DatabaseGauges("routing", metrics.OUTBOX_GAUGES, outbox_gauges(outbox, "routing"))
 
     def _blocking(self, work: Callable[..., T], *args) -> T:
         """``work(sessions, *args)`` where it cannot freeze the hub: a native thread on SQLite."""
@@ -123,8 +130,11 @@ class RoutingService:
         sent = []
         try:
             for row in rows:
-                self.dispatch(row.routing_key, json.loads(row.body))
+                body = json.loads(row.body)
+                self.dispatch(row.routing_key, body)
                 sent.append(row.id)
+                if row.routing_key == CaseUpdated.event_type:
+                    figures.count_announced(body)
         except Exception:  # the broker may be away: the rows wait for the next tick
             log.warning(
                 "published %d of %d case updates; the clock retries", len(sent), len(rows), exc_info=True
@@ -146,6 +156,7 @@ class RoutingService:
                 event.report_id, event.text, event.reporter, decision, self.rules, event
             )
             wire = self._blocking(cases.record_once, routed, decision, event)
+            figures.count_routed(decision.classification.category, decision.classification.urgency)
         else:
             wire = existing.routed_event
         # Emitted after the commit; a crash before this line redelivers the report, which lands
@@ -209,8 +220,9 @@ class RoutingService:
                 original = cases.find_case(session, request.into) if request.into else None
             if case is None:
                 raise Refused("not_found", "no such report in your area")
+            sees_area = case_reads.sees_area(case, self._viewer(who))
             around = actions.surroundings(
-                case, original, who, request, RegistryReads(self.registry), self.rules
+                case, original, who, request, RegistryReads(self.registry), self.rules, sees_area
             )
             outcome = self._blocking(actions.take, report_id, who, request, around, self._clock(), utcnow())
         except Refused as refused:
@@ -227,10 +239,8 @@ class RoutingService:
         who = Actor.parse(actor)
         if who is None:
             return {"refused": "forbidden", "detail": "a valid actor (username, role) is required"}
-        unit = who.org_unit_id if unit_id is None else unit_id
-        chain = call_rpc(self.registry.chain_above, unit) if isinstance(unit, int) else []
-        centre = call_rpc(self.registry.governance_centre) if chain else None
-        if not escalation.within_reach(who.org_unit_id, chain, centre["unit"]["id"] if centre else None):
+        chain = self._chain_in_reach(who, who.org_unit_id if unit_id is None else unit_id)
+        if chain is None:
             return {"refused": "not_found", "detail": "no such unit in your area"}
         try:
             period = [stats.parse_moment(value, self.rules.clock) for value in (start, end)]
@@ -252,15 +262,53 @@ class RoutingService:
 
     # --------------------------------------------------------------------------------------- reads
 
+    def _chain_in_reach(self, who: Actor, unit: object) -> list[dict] | None:
+        """The registry's chain above ``unit`` when it lies in the actor's part of the tree."""
+        chain = call_rpc(self.registry.chain_above, unit) if isinstance(unit, int) else []
+        centre = call_rpc(self.registry.governance_centre) if chain else None
+        if not escalation.within_reach(who.org_unit_id, chain, centre["unit"]["id"] if centre else None):
+            return None
+        return chain
+
+    def _viewer(self, who: Actor) -> Viewer:
+        unit = who.org_unit_id
+        return Viewer.of(who, call_rpc(self.registry.chain_above, unit) if unit is not None else [])
+
     @rpc
-    def get_case(self, report_id) -> dict | None:
-        if not isinstance(report_id, str):
+    def get_case(self, report_id, actor) -> dict | None:
+        """The case with its timeline and the actions the actor may take now; None when there is
+        no such case or it is none of the actor's business."""
+        who = Actor.parse(actor)
+        if who is None or not isinstance(report_id, str):
             return None
         with self.db() as session:
             case = cases.find_case(session, report_id)
             if case is None:
                 return None
-            return {**cases.case_json(case), "timeline": cases.timeline(session, case.id)}
+            timeline = cases.timeline(session, case.id)
+        above = actions.above_handler(RegistryReads(self.registry), case.handler_unit_id)
+        return case_reads.case_page(case, timeline, self._viewer(who), above)
+
+    @rpc
+    def list_cases(self, actor, filters=None) -> dict:
+        """A page of the cases the actor may see, newest first, narrowed by ``filters`` (see
+        :class:`case_reads.CaseFilters`); ``unit`` outside the actor's area is ``not_found``."""
+        who = Actor.parse(actor)
+        if who is None:
+            return {"refused": "forbidden", "detail": "a valid actor (username, role) is required"}
+        try:
+            wanted = case_reads.parse_filters(filters)
+        except Invalid as invalid:
+            return {"errors": [invalid.problem]}
+        scope = None
+        if wanted.unit is not None:
+            chain = self._chain_in_reach(who, wanted.unit)
+            if chain is None:
+                return {"refused": "not_found", "detail": "no such unit in your area"}
+            scope = stats.scope_for(chain)
+        viewer = self._viewer(who)
+        with self.db() as session:
+            return case_reads.list_cases(session, viewer, wanted, scope)
 
     @rpc
     def explain(self, text, reporter) -> dict:

@@ -15,7 +15,9 @@ import time
 import uuid
 from collections import Counter
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import create_pg_database, drop_pg_database
 from tests.e2e.conftest import Session
@@ -42,12 +44,16 @@ def platform(request, amqp_uri, tmp_path_factory):
     env = platform_env(var_dir, amqp_uri, urls, port)
     env.update(LIANHU_TIME_SCALE=TIME_SCALE, LIANHU_CLOCK_TICK_SECONDS="0.25")
     platform = Platform(env, var_dir, f"http://127.0.0.1:{port}")
+    platform.metrics_ports = {"routing": free_port(), "notify": free_port()}
     try:
         platform.lianhu("migrate")
         platform.lianhu("seed", "--demo")
         platform.lianhu("topology")
         for name in ("registry", "routing", "notify", "intake"):
-            platform.start(name)
+            metrics_port = platform.metrics_ports.get(name)
+            platform.start(
+                name, {f"LIANHU_{name.upper()}_METRICS_PORT": str(metrics_port)} if metrics_port else None
+            )
         platform.wait_ready()
         yield platform
     finally:
@@ -208,6 +214,67 @@ def test_a_returned_report_is_routed_again(platform, county):
     assert act(right_grid, report_id, "acknowledge").json()["state"] == "acknowledged"
     # The grid that returned it still follows it, but may no longer act on it.
     assert act(grid, report_id, "resolve", note="x").status_code == 403
+
+
+def metric(platform: Platform, service: str, name: str, **labels: str) -> float:
+    """The sum of a service's samples of ``name`` with these labels (0 when there is none yet)."""
+    scraped = httpx.get(f"http://127.0.0.1:{platform.metrics_ports[service]}/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(scraped)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(key) == value for key, value in labels.items())
+    )
+
+
+def wait_for_metric(platform: Platform, service: str, name: str, at_least: float, **labels: str) -> float:
+    deadline = time.monotonic() + 60
+    while (value := metric(platform, service, name, **labels)) < at_least:
+        assert time.monotonic() < deadline, f"{service} {name}{labels} stayed at {value}"
+        time.sleep(0.5)
+    return value
+
+
+def test_the_governance_figures_move_as_cases_do(platform, county):
+    """What the governance dashboard reads: reports by category, escalations and resolutions by
+    township, open and overdue cases by township, inbox deliveries."""
+    township = "江千乡"
+    routed = metric(platform, "routing", "lianhu_reports_routed_total", category="illness", urgency="urgent")
+    climbed_ = metric(
+        platform, "routing", "lianhu_case_escalations_total", township=township, level="township"
+    )
+    late = metric(platform, "routing", "lianhu_cases_resolved_total", township=township, on_time="false")
+    sent = metric(platform, "notify", "lianhu_notifications_sent_total", channel="inbox")
+
+    worker = county["worker_in"](county["villages"][0])
+    report_id = submit(worker, URGENT_ILLNESS)
+    wait_for_metric(
+        platform, "routing", "lianhu_reports_routed_total", routed + 1, category="illness", urgency="urgent"
+    )
+    # Delivered to the village, the township (urgent) and the governance centre at least.
+    wait_for_metric(platform, "notify", "lianhu_notifications_sent_total", sent + 3, channel="inbox")
+    case_of(county["centre"], report_id, lambda c: c["escalations"] >= 1, 60)
+    wait_for_metric(
+        platform,
+        "routing",
+        "lianhu_case_escalations_total",
+        climbed_ + 1,
+        township=township,
+        level="township",
+    )
+    wait_for_metric(platform, "routing", "lianhu_cases_open", 1, township=township, urgency="urgent")
+
+    # Whoever holds it now resolves it: late, since it missed the village's deadline.
+    deadline = time.monotonic() + 60
+    while True:
+        handler = case_of(county["centre"], report_id)["handler"]["org_unit"]["id"]
+        holder = county["sign_in"](lambda a, unit=handler: a["org_unit"] == unit)
+        if act(holder, report_id, "resolve", note="已送医").status_code == 200:
+            break
+        assert time.monotonic() < deadline, "the case could not be resolved by its handler"
+    wait_for_metric(
+        platform, "routing", "lianhu_cases_resolved_total", late + 1, township=township, on_time="false"
+    )
 
 
 def test_bad_input_gets_clear_answers(platform, county):

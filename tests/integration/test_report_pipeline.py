@@ -185,8 +185,8 @@ def test_an_outage_delays_a_report_but_never_parks_it(platform, container_factor
 
 
 @pytest.mark.parametrize("queue_type", ["quorum", "classic"], indirect=True)
-def test_a_failing_handler_is_dead_lettered_then_redriven_after_the_fix(platform):
-    from lianhu import deadletters
+def test_a_failing_handler_is_dead_lettered_then_redriven_after_the_fix(platform, capsys):
+    from lianhu import cli, deadletters
     from services.routing import cases
 
     worker = next(a for a in platform["accounts"] if a["role"] == "liaison_worker")
@@ -202,15 +202,32 @@ def test_a_failing_handler_is_dead_lettered_then_redriven_after_the_fix(platform
         wait_until(lambda: queue_depth(sub.dead_letter_queue) == 1, timeout=30)
         assert queue_depth(sub.queue) == 0
         assert rows(platform["urls"]["routing"], "SELECT count(*) FROM cases") == [(0,)]
-    # The fix is deployed: the operator sends the parked report back.
+    # The operator sees it parked, deploys the fix and sends it back, with the command line.
     assert deadletters.counts(kit_settings())[sub.dead_letter_queue] == 1
-    assert deadletters.redrive(kit_settings(), sub) == 1
+    capsys.readouterr()
+    assert cli.main(["status"]) == 1
+    shown = capsys.readouterr()
+    assert f"{sub.queue}\t0\t" in shown.out and f"{sub.dead_letter_queue} holds 1" in shown.err
+    assert cli.main(["redrive", sub.queue]) == 0
+    assert "1 dead letters sent back" in capsys.readouterr().out
     wait_until(
         lambda: rows(
             platform["urls"]["notify"], "SELECT 1 FROM inbox_items WHERE report_id = :r", r=event.report_id
         )
     )
     assert queue_depth(sub.dead_letter_queue) == 0
+    # Delivered exactly once: one case, one item per recipient, even after another redrive.
+    assert cli.main(["redrive", "all"]) == 0
+    [(case_id, recipients)] = rows(
+        platform["urls"]["routing"],
+        "SELECT c.id, count(r.id) FROM cases c JOIN case_recipients r ON r.case_id = c.id"
+        " WHERE c.report_id = :r GROUP BY c.id",
+        r=event.report_id,
+    )
+    items = rows(
+        platform["urls"]["notify"], "SELECT org_unit_id FROM inbox_items WHERE case_id = :c", c=case_id
+    )
+    assert len(items) == len(set(items)) == recipients
 
 
 def test_a_voice_report_is_delivered_at_once_then_rerouted_by_its_transcript(platform):

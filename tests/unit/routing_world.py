@@ -19,7 +19,7 @@ from sqlalchemy import select
 import services.routing
 from lianhu.db import make_engine, make_session_factory, migrate
 from lianhu.events import CaseUpdated, Reporter, ReportSubmitted
-from services.routing import actions, cases, timers
+from services.routing import actions, case_reads, cases, stats, timers
 from services.routing.actions import Actor, Invalid
 from services.routing.classify import classify, load_rules
 from services.routing.clock import CaseClock
@@ -137,13 +137,37 @@ class World:
                 original = cases.find_case(session, request.into) if request.into else None
             if case is None:
                 raise Refused("not_found", "no such report")
-            around = actions.surroundings(case, original, who, request, REGISTRY, RULES)
+            sees_area = case_reads.sees_area(case, self.viewer(who))
+            around = actions.surroundings(case, original, who, request, REGISTRY, RULES, sees_area)
             outcome = actions.take(self.sessions, report_id, who, request, around, self.clock, at or self.now)
         except Refused as refused:
             return {"refused": refused.code, "detail": refused.detail}
         except Invalid as invalid:
             return {"errors": [invalid.problem]}
         return outcome.answer
+
+    @staticmethod
+    def viewer(who: Actor) -> case_reads.Viewer:
+        unit = who.org_unit_id
+        return case_reads.Viewer.of(who, chain_above(unit) if unit in KINDS else [])
+
+    def read(self, report_id: str, who: Actor) -> dict | None:
+        """What the service's ``get_case`` RPC answers, without the service."""
+        with self.sessions() as session:
+            case = cases.find_case(session, report_id)
+            if case is None:
+                return None
+            timeline = cases.timeline(session, case.id)
+        above = actions.above_handler(REGISTRY, case.handler_unit_id)
+        return case_reads.case_page(case, timeline, self.viewer(who), above)
+
+    def list(self, who: Actor, unit: int | None = None, **filters) -> list[str]:
+        """The report ids ``list_cases`` shows ``who``, newest first (all pages)."""
+        scope = stats.scope_for(chain_above(unit)) if unit is not None else None
+        wanted = case_reads.parse_filters({**filters, "page_size": case_reads.MAX_PAGE_SIZE})
+        with self.sessions() as session:
+            page = case_reads.list_cases(session, self.viewer(who), wanted, scope)
+        return [item["report_id"] for item in page["items"]]
 
     def tick(self, at: datetime) -> timers.Pass:
         return timers.fire_due(self.sessions, self.clock, at)

@@ -475,13 +475,13 @@ def test_a_recording_is_served_in_ranges_to_those_allowed(gateway, recordings):
     assert part.headers["content-range"] == f"bytes 100-199/{len(data)}"
     tail = gateway.client.get(url, headers={**gateway.token(), "Range": "bytes=-50"})
     assert tail.status_code == 206 and tail.content == data[-50:]
-    # Another liaison worker, not among the case's recipients, hears nothing of it.
+    # Another liaison worker, whom routing does not show the case, hears nothing of it.
     stranger = gateway.token("jq-lw-2")
     assert gateway.client.get(url, headers=stranger).status_code == 404
-    gateway.app.state.rpc = RecordingRpc(
-        **{"routing.get_case": {"recipients": [{"org_unit": {"id": 70}, "role": "handler"}]}}
-    )
+    gateway.app.state.rpc = RecordingRpc(**{"routing.get_case": {"state": "routed"}})
     assert gateway.client.get(url, headers=stranger).status_code == 200
+    [(_, (_, actor), _)] = gateway.app.state.rpc.calls
+    assert actor["username"] == "jq-lw-2"
     assert gateway.client.get("/v1/reports/nope/audio", headers=stranger).status_code == 404
 
 

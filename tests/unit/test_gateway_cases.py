@@ -108,3 +108,89 @@ def test_stats_pass_the_unit_and_period_and_map_refusals(gateway):  # noqa: F811
 def test_case_endpoints_need_a_token(gateway):  # noqa: F811
     assert gateway.client.post(ACT, json={"action": "acknowledge"}).status_code == 401
     assert gateway.client.get("/v1/stats/summary").status_code == 401
+    assert gateway.client.get("/v1/cases").status_code == 401
+
+
+CASE = {
+    "state": "routed",
+    "category": "illness",
+    "urgency": "general",
+    "matched": [],
+    "transcription": None,
+    "transcript": None,
+    "timeline": [{"kind": "routed"}],
+    "allowed_actions": ["acknowledge", "comment"],
+}
+
+
+def test_a_report_is_read_by_its_reporter_and_by_whom_routing_shows_the_case(gateway):  # noqa: F811
+    gateway.app.state.rpc = RecordingRpc(**{"routing.get_case": None})
+    created = gateway.client.post("/v1/reports", json={"text": "草场边界纠纷"}, headers=gateway.token())
+    path = f"/v1/reports/{created.json()['id']}"
+    # Not routed yet: its reporter sees it as received; anyone else finds nothing.
+    mine = gateway.client.get(path, headers=gateway.token())
+    assert mine.status_code == 200 and mine.json()["status"] == "received"
+    assert gateway.client.get(path, headers=gateway.token("jq-lw-2")).status_code == 404
+
+    rpc = RecordingRpc(**{"routing.get_case": CASE})
+    gateway.app.state.rpc = rpc
+    theirs = gateway.client.get(path, headers=gateway.token("jq-lw-2"))
+    assert theirs.status_code == 200
+    assert theirs.json()["allowed_actions"] == ["acknowledge", "comment"]
+    assert theirs.json()["status"] == "routed"
+    [(method, (_, actor), _)] = rpc.calls
+    assert (method, actor["username"]) == ("routing.get_case", "jq-lw-2")
+
+    # Routing away: whether another may see it cannot be told, so it is "retry", not a guess.
+    gateway.app.state.rpc = RecordingRpc(**{"routing.get_case": RpcUnavailable("routing is away")})
+    away = gateway.client.get(path, headers=gateway.token("jq-lw-2"))
+    assert away.status_code == 503 and away.headers["Retry-After"]
+    own = gateway.client.get(path, headers=gateway.token())
+    assert own.status_code == 200 and own.json()["case_lookup"] == "unavailable"
+
+
+def test_the_case_list_passes_filters_and_adds_where_each_report_was_made(gateway):  # noqa: F811
+    gateway.app.state.rpc = RecordingRpc()
+    located = gateway.client.post(
+        "/v1/reports",
+        json={"text": "房屋倒塌", "location": {"lat": 34.15, "lon": 99.9}},
+        headers=gateway.token(),
+    ).json()["id"]
+    plain = gateway.client.post("/v1/reports", json={"text": "牛生病了"}, headers=gateway.token()).json()[
+        "id"
+    ]
+    page = {
+        "items": [{"report_id": located, "state": "routed"}, {"report_id": plain, "state": "routed"}],
+        "total": 2,
+        "page": 1,
+        "page_size": 25,
+    }
+    rpc = RecordingRpc(**{"routing.list_cases": page})
+    gateway.app.state.rpc = rpc
+    response = gateway.client.get(
+        "/v1/cases?unit=10&urgency=urgent&state=routed&state=escalated&open=true&q=倒塌&page=1",
+        headers=gateway.token(),
+    )
+    assert response.status_code == 200, response.text
+    assert [item["location"] for item in response.json()["items"]] == [{"lat": 34.15, "lon": 99.9}, None]
+    [(method, (actor, filters), _)] = rpc.calls
+    assert method == "routing.list_cases" and actor["username"] == "jq-lw"
+    assert filters["unit"] == 10 and filters["state"] == ["routed", "escalated"]
+    assert (filters["open"], filters["overdue"], filters["mine"], filters["q"]) == (True, None, False, "倒塌")
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["state=lost", "urgency=very", "page=0", "page_size=101", "unit=x", "overdue=perhaps", "q=" + "x" * 101],
+)
+def test_malformed_case_filters_are_422_and_never_reach_routing(gateway, query):  # noqa: F811
+    rpc = RecordingRpc(**{"routing.list_cases": {"items": [], "total": 0, "page": 1, "page_size": 25}})
+    gateway.app.state.rpc = rpc
+    response = gateway.client.get(f"/v1/cases?{query}", headers=gateway.token())
+    assert response.status_code == 422, response.text
+    assert rpc.calls == []
+
+
+def test_a_unit_outside_the_callers_area_is_404(gateway):  # noqa: F811
+    gateway.app.state.rpc = RecordingRpc(**{"routing.list_cases": {"refused": "not_found", "detail": "no"}})
+    assert gateway.client.get("/v1/cases?unit=99", headers=gateway.token()).status_code == 404

@@ -7,14 +7,16 @@ gateway passes the caller along and maps the answers as it maps the registry's.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import JSONResponse
+from sqlalchemy import select
 
-from lianhu.events import CaseAction
-from services.intake.api.deps import PrincipalDep, RpcDep
+from lianhu.events import CaseAction, CaseState
+from services.intake.api.deps import PrincipalDep, ReadSessionsDep, RpcDep
 from services.intake.api.registry_answers import actor_of, refusal
+from services.intake.models import Report
 
 router = APIRouter(tags=["cases"])
 
@@ -72,3 +74,53 @@ def stats_summary(
     ``by_category`` and ``by_unit`` (each child unit)."""
     answer = rpc.call("routing", "case_stats", actor_of(principal), unit, from_, to)
     return refusal(answer) or JSONResponse(answer)
+
+
+@router.get("/v1/cases")
+def list_cases(
+    principal: PrincipalDep,
+    rpc: RpcDep,
+    sessions: ReadSessionsDep,
+    unit: Annotated[
+        int | None, Query(ge=1, le=2**31 - 1, description="Only the cases counted for this unit's subtree")
+    ] = None,
+    category: Annotated[str | None, Query(max_length=32)] = None,
+    urgency: Annotated[Literal["urgent", "general"] | None, Query()] = None,
+    state: Annotated[list[CaseState] | None, Query(max_length=12, description="Any of these states")] = None,
+    open_: Annotated[bool | None, Query(alias="open", description="true: not yet resolved")] = None,
+    overdue: bool | None = None,
+    mine: Annotated[bool, Query(description="Only the reports the caller sent")] = False,
+    q: Annotated[str | None, Query(max_length=100, description="Words in the text or transcript")] = None,
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=100)] = 25,
+) -> JSONResponse:
+    """The cases the caller may see (their part of the tree, what reached their unit, what they
+    sent), newest first: ``{"items", "total", "page", "page_size"}``. Each item carries its state,
+    category, urgency, handler, township, deadline, ``overdue`` and the report's ``location``."""
+    filters = {
+        "unit": unit,
+        "category": category,
+        "urgency": urgency,
+        "state": state or [],
+        "open": open_,
+        "overdue": overdue,
+        "mine": mine,
+        "q": q,
+        "page": page,
+        "page_size": page_size,
+    }
+    answer = rpc.call("routing", "list_cases", actor_of(principal), filters)
+    failed = refusal(answer)
+    if failed is not None:
+        return failed
+    ids = [item["report_id"] for item in answer["items"]]
+    with sessions() as session:
+        places = {
+            row.id: {"lat": row.lat, "lon": row.lon}
+            for row in session.execute(
+                select(Report.id, Report.lat, Report.lon).where(Report.id.in_(ids), Report.lat.is_not(None))
+            )
+        }
+    for item in answer["items"]:
+        item["location"] = places.get(item["report_id"])
+    return JSONResponse(answer)

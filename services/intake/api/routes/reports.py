@@ -20,6 +20,7 @@ from lianhu.filetypes import AUDIO_TYPES, sniff_one_of
 from lianhu.rpc_client import RemoteError, RpcUnavailable
 from services.intake.api.deps import PrincipalDep, ReadSessionsDep, RpcDep, SettingsDep
 from services.intake.api.errors import error_response
+from services.intake.api.registry_answers import actor_of
 from services.intake.api.routes.auth import address_of
 from services.intake.config import IntakeSettings
 from services.intake.models import Report
@@ -243,17 +244,25 @@ def get_report(
     sessions: ReadSessionsDep,
     rpc: RpcDep,
 ) -> JSONResponse:
-    """The report with its case once routed: category, urgency, evidence, handler, recipients."""
+    """The report with its case once routed: category, urgency, evidence, handler, recipients, the
+    timeline and ``allowed_actions`` (what the caller may do now). For its reporter, and for those
+    the case concerns (its area, the units it reached, the levels above); ``404`` for anyone else."""
     with sessions() as session:
         report = session.get(Report, report_id)
     if report is None:
         return error_response(404, f"no report {report_id}")
+    own = principal.username == report.reporter_username
     body = report_body(report)
     try:
-        case = rpc.call("routing", "get_case", report_id)
+        case = rpc.call("routing", "get_case", report_id, actor_of(principal))
     except RpcUnavailable:
+        if not own:
+            # Whether the caller may see it is routing's to say.
+            return error_response(503, "cases cannot be read just now; retry shortly")
         body["case_lookup"] = "unavailable"
         return JSONResponse(body)
+    if case is None and not (own or principal.role in COUNTY_WIDE_ROLES):
+        return error_response(404, f"no report {report_id}")
     if case is not None:
         body.update(
             status=case["state"],
@@ -262,7 +271,8 @@ def get_report(
             matched=case["matched"],
             transcription=case["transcription"],
             transcript=case["transcript"],
-            timeline=case.get("timeline", []),
+            timeline=case["timeline"],
+            allowed_actions=case["allowed_actions"],
             case=case,
         )
     return JSONResponse(body)
@@ -276,8 +286,8 @@ def get_report_audio(
     rpc: RpcDep,
     request: Request,
 ) -> Response:
-    """The recording as sent, with HTTP Range support so phone players can seek. For its reporter,
-    the units it was routed to, and the county command and governance centre."""
+    """The recording as sent, with HTTP Range support so phone players can seek. For whoever may
+    read the report."""
     with sessions() as session:
         report = session.get(Report, report_id)
     if report is None or report.audio_sha256 is None or not _may_hear(principal, report, rpc):
@@ -294,8 +304,7 @@ def get_report_audio(
 
 
 def _may_hear(principal, report: Report, rpc) -> bool:
+    """Who may read the report may hear it."""
     if principal.username == report.reporter_username or principal.role in COUNTY_WIDE_ROLES:
         return True
-    case = rpc.call("routing", "get_case", report.id)
-    units = {recipient["org_unit"]["id"] for recipient in (case or {}).get("recipients", [])}
-    return principal.org_unit_id in units
+    return rpc.call("routing", "get_case", report.id, actor_of(principal)) is not None
