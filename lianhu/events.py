@@ -7,11 +7,12 @@ The wire format is nameko's: JSON on the topic exchange ``<source>.events`` with
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator, model_validator
 
 
 def utcnow() -> datetime:
@@ -294,3 +295,111 @@ class CaseUpdated(Event):
     # case ever missed a deadline: what the governance figures count by.
     township: str | None = None
     overdue: bool = False
+
+
+# --- Tasks down (下发任务): the county and townships ask every liaison worker under some units ---------
+
+TaskKind = Literal["outreach", "survey", "headcount", "other"]
+# What each recipient answers with; a text task may also be answered by a recording.
+TaskAnswerType = Literal["text", "number"]
+TASK_TITLE_MAX = 200
+TASK_BODY_MAX = 4000
+TASK_TARGETS_MAX = 200
+TASK_ANSWER_TEXT_MAX = 4000
+# A headcount or a damage figure; larger numbers are typing errors.
+TASK_NUMBER_MAX = 1e12
+UnitId = Annotated[StrictInt, Field(ge=1, le=2**31 - 1)]
+# Control characters other than tab and newline: PostgreSQL refuses NUL, and none belong in a task.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def task_text(value: str | None) -> str | None:
+    """Text a person typed, without control characters; a lone surrogate (from a JSON escape) is
+    refused, as no database or hash can encode it."""
+    if value is None:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("string is not valid Unicode (lone surrogate)") from None
+    return _CONTROL.sub("", value)
+
+
+class TaskOrder(BaseModel):
+    """A task as its sender asks for it: the gateway checks its shape, routing where it may go."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=TASK_TITLE_MAX)
+    body: str = Field(default="", max_length=TASK_BODY_MAX)
+    kind: TaskKind
+    answer: TaskAnswerType
+    targets: list[UnitId] = Field(min_length=1, max_length=TASK_TARGETS_MAX)
+    due_at: datetime | None = Field(
+        default=None, description="Default: 7 days from now; without a zone, the county's time"
+    )
+
+    _clean = field_validator("title", "body")(task_text)
+
+    @model_validator(mode="after")
+    def _title(self) -> TaskOrder:
+        if not self.title.strip():
+            raise ValueError("title must not be blank")
+        return self
+
+
+class TaskReply(BaseModel):
+    """One recipient's answer: text and/or a recording for a text task, a number for a number task."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(default=None, max_length=TASK_ANSWER_TEXT_MAX)
+    number: StrictFloat | StrictInt | None = Field(
+        default=None, ge=-TASK_NUMBER_MAX, le=TASK_NUMBER_MAX, allow_inf_nan=False
+    )
+    audio: AudioRef | None = None
+
+    _clean = field_validator("text")(task_text)
+
+
+class TaskRecipientRef(BaseModel):
+    """A liaison unit a task reached, with the worker who heads it."""
+
+    org_unit: UnitRef
+    person: PersonRef | None = None
+
+
+class TaskAssigned(Event):
+    """A task was sent: every recipient unit gets it in its inbox, once."""
+
+    source: ClassVar[str] = "routing"
+    event_type: ClassVar[str] = "task_assigned"
+
+    task_id: str
+    title: str
+    kind: TaskKind
+    answer: TaskAnswerType
+    due_at: datetime
+    sender_unit: UnitRef | None = None
+    recipients: list[TaskRecipientRef]
+
+
+class TaskAnswered(Event):
+    """A recipient answered (or answered again): its inbox item shows the task as answered."""
+
+    source: ClassVar[str] = "routing"
+    event_type: ClassVar[str] = "task_answered"
+
+    task_id: str
+    org_unit_id: int
+    answered_at: datetime
+
+
+class TaskCancelled(Event):
+    """The sender withdrew the task: every recipient's item shows it cancelled."""
+
+    source: ClassVar[str] = "routing"
+    event_type: ClassVar[str] = "task_cancelled"
+
+    task_id: str
+    note: str = ""

@@ -17,6 +17,9 @@ from lianhu.events import (
     ReportRouted,
     ReportSubmitted,
     ReportTranscribed,
+    TaskAnswered,
+    TaskAssigned,
+    TaskCancelled,
     TranscriptionFailed,
 )
 
@@ -54,6 +57,9 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("routing", TranscriptionFailed),
     Subscription("notify", ReportRouted),
     Subscription("notify", CaseUpdated),
+    Subscription("notify", TaskAssigned),
+    Subscription("notify", TaskAnswered),
+    Subscription("notify", TaskCancelled),
 )
 
 EVENT_TYPES: tuple[type[Event], ...] = (
@@ -62,6 +68,9 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ReportTranscribed,
     TranscriptionFailed,
     CaseUpdated,
+    TaskAssigned,
+    TaskAnswered,
+    TaskCancelled,
 )
 
 

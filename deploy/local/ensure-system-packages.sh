@@ -3,9 +3,13 @@
 # apt-get); otherwise said clearly. `ensure-system-packages.sh run` (make run): only what the services
 # need, ffmpeg to decode recordings. Without an argument (make test) also what the tests use:
 # promtool (prometheus) and docker-compose validate the deploy files offline; espeak-ng speaks the
-# test clips, sox with libsox-fmt-all writes AMR-NB ones.
+# test clips, sox with libsox-fmt-all writes AMR-NB ones; chromium (driven by Playwright, with
+# chromium-driver for WebDriver) runs the reference pages' browser tests, and the Noto Tibetan and
+# WenQuanYi fonts let their screenshots show Tibetan and Chinese.
 set -euo pipefail
 has_amr_nb() { [[ "$(sox --help-format amr-nb 2>/dev/null)" == *"Format: amr-nb"* ]]; }
+has_tibetan_font() { [[ "$(fc-list 2>/dev/null)" == *"Noto Serif Tibetan"* ]]; }
+has_chinese_font() { [[ "$(fc-list 2>/dev/null)" == *"WenQuanYi Micro Hei"* ]]; }
 declare -A probe_of=([ffmpeg]="command -v ffmpeg")
 if [ "${1:-test}" != run ]; then
     probe_of+=(
@@ -14,6 +18,10 @@ if [ "${1:-test}" != run ]; then
         [espeak-ng]="command -v espeak-ng"
         [sox]="command -v sox"
         [libsox-fmt-all]=has_amr_nb
+        [chromium]="command -v chromium"
+        [chromium-driver]="command -v chromedriver"
+        [fonts-noto-core]=has_tibetan_font
+        [fonts-wqy-microhei]=has_chinese_font
     )
 fi
 missing=()

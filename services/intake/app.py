@@ -32,6 +32,8 @@ from services.intake.api.routes import (
     registry_files,
     reports,
     routing,
+    tasks,
+    web,
 )
 from services.intake.config import IntakeSettings, intake_settings
 from services.intake.models import outbox
@@ -93,13 +95,27 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         intake_per_address=settings.intake_rate_per_address,
     )
     errors.install(app)
-    for module in (auth, accounts, audit, reports, cases, inbox, routing, households, registry_files, health):
+    for module in (
+        auth,
+        accounts,
+        audit,
+        reports,
+        cases,
+        tasks,
+        inbox,
+        routing,
+        households,
+        registry_files,
+        health,
+    ):
         app.include_router(module.router)
+    app.include_router(web.router)  # the reference pages, last: they only add GET routes of their own
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_body_bytes,
         larger=(
             ("POST", r"/v1/reports", settings.audio_max_bytes + FORM_OVERHEAD_BYTES),
+            ("POST", r"/v1/tasks/[^/]+/answers", settings.audio_max_bytes + FORM_OVERHEAD_BYTES),
             ("POST", r"/v1/households/[^/]+/documents", settings.upload_max_bytes),
             ("POST", r"/v1/registry/import", settings.import_max_bytes),
         ),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from lianhu.events import CaseUpdated, Notice, ReportRouted, utcnow
+from lianhu.events import CaseUpdated, Notice, ReportRouted, TaskAnswered, TaskAssigned, TaskCancelled, utcnow
 from services.notify.models import InboxItem, InboxNotice
 
 MAX_PAGE = 200
@@ -138,8 +138,11 @@ def notice_json(notice: InboxNotice) -> dict:
 
 
 def item_json(item: InboxItem, notices: list[InboxNotice] = ()) -> dict:
+    if item.kind == "task":
+        return task_item_json(item)
     return {
         "id": item.id,
+        "kind": "case",
         "report_id": item.report_id,
         "case_id": item.case_id,
         "category": item.category,
@@ -180,9 +183,108 @@ def list_inbox(session: Session, org_unit_id: int, limit: int, offset: int, unre
         for notice in session.scalars(
             select(InboxNotice)
             .where(
-                InboxNotice.org_unit_id == org_unit_id, InboxNotice.case_id.in_([i.case_id for i in items])
+                InboxNotice.org_unit_id == org_unit_id,
+                InboxNotice.case_id.in_([i.case_id for i in items if i.case_id is not None]),
             )
             .order_by(InboxNotice.at, InboxNotice.id)
         ):
             notices.setdefault(notice.case_id, []).append(notice)
     return {"items": [item_json(item, notices.get(item.case_id, [])) for item in items], "total": total}
+
+
+# --- tasks sent down: one item per task and recipient unit -------------------------------------------
+
+TASK_REASON = "上级下发任务，请按时回复 / a task from {sender}: answer it by its due time"
+
+
+def deliver_task(session: Session, event: TaskAssigned) -> int:
+    """An item for each recipient unit that has none for this task yet; returns how many were new."""
+    have = set(session.scalars(select(InboxItem.org_unit_id).where(InboxItem.task_id == event.task_id)).all())
+    now = utcnow()
+    sender = event.sender_unit.name if event.sender_unit else "?"
+    new = 0
+    for recipient in event.recipients:
+        if recipient.org_unit.id in have:
+            continue
+        have.add(recipient.org_unit.id)
+        person = recipient.person
+        session.add(
+            InboxItem(
+                kind="task",
+                event_id=event.event_id,
+                task_id=event.task_id,
+                org_unit_id=recipient.org_unit.id,
+                org_unit_name=recipient.org_unit.name,
+                person_id=person.id if person else None,
+                person_name=person.name if person else None,
+                role="recipient",
+                position="liaison_worker",
+                reason=TASK_REASON.format(sender=sender),
+                category=event.kind,
+                urgency="general",
+                summary=event.title,
+                deadline_at=event.due_at,
+                created_at=now,
+                updated_at=now,
+                state="open",
+                attention="task",
+            )
+        )
+        new += 1
+    return new
+
+
+def apply_task_answered(session: Session, event: TaskAnswered) -> bool:
+    """The recipient's item shows the task answered; False while the item is not there yet."""
+    item = session.scalar(
+        select(InboxItem).where(
+            InboxItem.task_id == event.task_id, InboxItem.org_unit_id == event.org_unit_id
+        )
+    )
+    if item is None:
+        return False
+    if item.state != "cancelled":
+        item.state, item.read_at = "answered", item.read_at or event.answered_at
+    return True
+
+
+def apply_task_cancelled(session: Session, event: TaskCancelled) -> bool:
+    """Every item of the task shows it cancelled, unread again; False while there are none yet."""
+    items = session.scalars(select(InboxItem).where(InboxItem.task_id == event.task_id)).all()
+    now = utcnow()
+    for item in items:
+        if item.state != "cancelled":
+            item.state, item.attention, item.read_at, item.updated_at = "cancelled", "cancelled", None, now
+            if event.note:
+                item.reason = event.note
+    return bool(items)
+
+
+def task_item_json(item: InboxItem) -> dict:
+    return {
+        "id": item.id,
+        "kind": "task",
+        "task_id": item.task_id,
+        "report_id": None,
+        "case_id": None,
+        "title": item.summary,
+        "task_kind": item.category,
+        "category": item.category,
+        "urgency": item.urgency,
+        "role": item.role,
+        "position": item.position,
+        "reason": item.reason,
+        "summary": item.summary,
+        "org_unit": {"id": item.org_unit_id, "name": item.org_unit_name},
+        "person": None if item.person_id is None else {"id": item.person_id, "name": item.person_name},
+        "deadline_at": item.deadline_at.isoformat(),
+        "created_at": item.created_at.isoformat(),
+        "read": item.read_at is not None,
+        "audio": None,
+        "transcription": None,
+        "revision": 1,
+        "state": item.state or "open",
+        "attention": item.attention,
+        "updated_at": item.updated_at.isoformat(),
+        "notices": [],
+    }

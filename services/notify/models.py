@@ -17,12 +17,20 @@ class Base(DeclarativeBase):
 class InboxItem(Base):
     __tablename__ = "inbox_items"
     # A redelivered or replayed event must never give a unit a second copy of the same case.
-    __table_args__ = (UniqueConstraint("case_id", "org_unit_id", name="uq_inbox_items_case_unit"),)
+    __table_args__ = (
+        UniqueConstraint("case_id", "org_unit_id", name="uq_inbox_items_case_unit"),
+        # Likewise one item per task and unit (a case item has no task_id, a task item no case_id).
+        UniqueConstraint("task_id", "org_unit_id", name="uq_inbox_items_task_unit"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # "case" (a routed report) or "task" (a task sent down: category is the task's kind, summary
+    # its title, deadline_at its due time, state open / answered / cancelled).
+    kind: Mapped[str] = mapped_column(String(8), default="case", server_default="case")
     event_id: Mapped[str] = mapped_column(String(36))
-    report_id: Mapped[str] = mapped_column(String(36), index=True)
-    case_id: Mapped[str] = mapped_column(String(36), index=True)
+    report_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    case_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    task_id: Mapped[str | None] = mapped_column(String(36))
     org_unit_id: Mapped[int] = mapped_column(Integer, index=True)
     org_unit_name: Mapped[str] = mapped_column(String(100))
     person_id: Mapped[int | None] = mapped_column(Integer)

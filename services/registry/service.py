@@ -35,6 +35,7 @@ from services.registry import (
     exporter,
     importer,
     jurisdiction,
+    liaisons,
     queries,
     records,
     search,
@@ -498,3 +499,23 @@ class RegistryService:
     @rpc
     def health(self) -> dict:
         return {"service": self.name, "status": "ok"}
+
+    # ----------------------------------------------------------------- tasks down (routing asks)
+
+    @rpc
+    def liaison_units_under(self, actor: dict, unit_ids: list) -> dict:
+        """Every liaison unit beneath ``unit_ids`` (each in the actor's area), with the paths and the
+        townships and villages above them; ``{"refused": "not_found", "unit_id"}`` names the first
+        target that is unknown or outside the actor's area."""
+        who = _actor(actor)
+        if who is None:
+            return _unauthenticated()
+        if not isinstance(unit_ids, list):
+            return {"refused": "not_found", "detail": "unit_ids must be a list of unit ids"}
+        with self.db() as session:
+            try:
+                return liaisons.liaison_units_under(session, who, unit_ids)
+            except liaisons.UnknownTarget as unknown:
+                return {"refused": unknown.code, "detail": unknown.detail, "unit_id": unknown.unit_id}
+            except Refused as refusal:
+                return {"refused": refusal.code, "detail": refusal.detail}

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, SmallInteger, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from lianhu.bus import outbox_table
@@ -144,6 +155,84 @@ class CaseTimer(Base):
     done_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # fired, skipped (no longer applies), cancelled (the case moved on first)
     outcome: Mapped[str | None] = mapped_column(String(16))
+
+
+# --- tasks down (下发任务) -------------------------------------------------------------------------
+
+
+class Task(Base):
+    """A task sent down to every liaison unit under some target units, with a due time.
+
+    Its recipients are resolved from the registry once, when it is sent, and kept: completion and
+    overdue counts never depend on the registry (or on later changes to the tree).
+    """
+
+    __tablename__ = "tasks"
+    # A retried send (the same key from the same account) finds its task instead of sending twice.
+    __table_args__ = (UniqueConstraint("sender_username", "request_key", name="uq_tasks_sender_key"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16))
+    answer: Mapped[str] = mapped_column(String(8))
+    # open or cancelled; done and overdue are read off the recipients at read time.
+    state: Mapped[str] = mapped_column(String(16))
+    sender_username: Mapped[str] = mapped_column(String(64))
+    sender_role: Mapped[str] = mapped_column(String(32))
+    sender_unit_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    # {"username", "role", "org_unit"}, as shown.
+    sender: Mapped[dict] = mapped_column(JSON)
+    # [{"unit": UnitRef, "path"}] as asked, and the townships and villages beneath them (UnitRefs).
+    targets: Mapped[list] = mapped_column(JSON)
+    units: Mapped[list] = mapped_column(JSON)
+    recipient_count: Mapped[int] = mapped_column(Integer)
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    cancel_note: Mapped[str | None] = mapped_column(Text)
+    request_key: Mapped[str] = mapped_column(String(255))
+    # What was asked, hashed: the same key with another request is refused, not replayed.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+
+
+class TaskRecipient(Base):
+    """One liaison unit a task reached, with its latest answer."""
+
+    __tablename__ = "task_recipients"
+    __table_args__ = (UniqueConstraint("task_id", "org_unit_id", name="uq_task_recipients_task_unit"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"))
+    org_unit_id: Mapped[int] = mapped_column(Integer, index=True)
+    # The registry's materialised path ("/1/10/20/30/"): who is above the recipient, read locally.
+    area_path: Mapped[str] = mapped_column(String(255))
+    # {"org_unit": UnitRef, "person": PersonRef | None}
+    unit: Mapped[dict] = mapped_column(JSON)
+    answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    answer_id: Mapped[int | None] = mapped_column(Integer)
+    # The latest answer's number, summed by the roll-up.
+    number: Mapped[float | None] = mapped_column(Float)
+
+
+class TaskAnswer(Base):
+    """Every answer a recipient gave, oldest first: a new one replaces the last, both are kept."""
+
+    __tablename__ = "task_answers"
+    __table_args__ = (
+        UniqueConstraint("task_id", "org_unit_id", "request_key", name="uq_task_answers_task_unit_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"), index=True)
+    org_unit_id: Mapped[int] = mapped_column(Integer)
+    username: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str | None] = mapped_column(Text)
+    number: Mapped[float | None] = mapped_column(Float)
+    audio: Mapped[dict | None] = mapped_column(JSON)
+    answered_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    request_key: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))
 
 
 # case_updated events, written with the change that causes them and published after the commit.

@@ -32,7 +32,7 @@ from lianhu.events import (
     utcnow,
 )
 from lianhu.nameko_ext import Database, DatabaseGauges, NotYet, Topology, call_rpc, subscribe
-from services.routing import actions, case_reads, cases, escalation, figures, relay, stats, timers
+from services.routing import actions, case_reads, cases, escalation, figures, relay, stats, tasks, timers
 from services.routing.actions import Actor, Invalid
 from services.routing.case_reads import Viewer
 from services.routing.cases import Decision
@@ -321,3 +321,83 @@ class RoutingService:
     @rpc
     def health(self) -> dict:
         return {"service": self.name, "status": "ok", "rules_version": self.rules.version}
+
+    # ------------------------------------------------------------------- tasks down (tasks.py)
+    # Writes as RPC, like ``act``: the gateway answers 201 with the task's id and its checks. Every
+    # write carries a request key, so a resent call returns the first outcome.
+
+    def _task_write(self, actor, work: Callable[[Actor], tasks.Outcome]) -> dict:
+        who = Actor.parse(actor)
+        if who is None:
+            return {"refused": "forbidden", "detail": "a valid actor (username, role) is required"}
+        try:
+            outcome = work(who)
+        except Refused as refused:
+            return _refusal(refused)
+        except Invalid as invalid:
+            return {"errors": [invalid.problem]}
+        self._relay(outcome.events)
+        return {"result": outcome.answer, "replayed": outcome.replayed}
+
+    @rpc
+    def create_task(self, actor, order, request_key) -> dict:
+        """Send a task to every liaison unit under ``order["targets"]``: ``{"result", "replayed"}``,
+        ``{"refused": ...}`` or ``{"errors": [...]}`` (a target outside the sender's area names it)."""
+
+        def work(who: Actor) -> tasks.Outcome:
+            tasks.check_sender(who)
+            request, key = tasks.parse_order(order), tasks.parse_key(request_key)
+            print_ = tasks.fingerprint(who.username, request)
+            with self.db() as session:
+                replay = tasks.find_sent(session, who.username, key, print_)
+            if replay is not None:
+                return replay
+            now = utcnow()
+            due = tasks.due_time(request.due_at, now, self.rules.clock.zone)
+            reach = tasks.reach_of(call_rpc(self.registry.liaison_units_under, actor, request.targets))
+            return self._blocking(tasks.create, who, request, reach, key, print_, due, now)
+
+        return self._task_write(actor, work)
+
+    @rpc
+    def answer_task(self, task_id, actor, reply, request_key) -> dict:
+        """A recipient's answer (``text``, ``number``, ``audio``); it replaces her last one."""
+
+        def work(who: Actor) -> tasks.Outcome:
+            request, key = tasks.parse_reply(reply), tasks.parse_key(request_key)
+            return self._blocking(tasks.answer, task_id, who, request, key, utcnow())
+
+        return self._task_write(actor, work)
+
+    @rpc
+    def cancel_task(self, task_id, actor, note="") -> dict:
+        note = note[: tasks.CANCEL_NOTE_MAX] if isinstance(note, str) else ""
+        return self._task_write(actor, lambda who: self._blocking(tasks.cancel, task_id, who, note, utcnow()))
+
+    @rpc
+    def list_tasks(self, actor, role="received", state=None, page=1, page_size=20) -> dict:
+        who = Actor.parse(actor)
+        if who is None:
+            return {"refused": "forbidden", "detail": "a valid actor (username, role) is required"}
+        try:
+            with self.db() as session:
+                return tasks.list_tasks(session, who, role, state, page, page_size, utcnow())
+        except Invalid as invalid:
+            return {"errors": [invalid.problem]}
+
+    @rpc
+    def get_task(self, task_id, actor) -> dict | None:
+        who = Actor.parse(actor)
+        if who is None:
+            return None
+        with self.db() as session:
+            return tasks.get_task(session, task_id, who, utcnow())
+
+    @rpc
+    def task_answer_audio(self, task_id, answer_id, actor) -> dict | None:
+        """The recording (an AudioRef) of an answer the actor may see, else None."""
+        who = Actor.parse(actor)
+        if who is None:
+            return None
+        with self.db() as session:
+            return tasks.audio_of(session, task_id, answer_id, who, utcnow())

@@ -124,7 +124,9 @@ async def _json_report(request: Request) -> ReportIn:
         raise _invalid(error) from None
 
 
-class _Refused(Exception):
+class Refused(Exception):
+    """A request refused while it is read; ``response`` says why."""
+
     def __init__(self, response: JSONResponse):
         self.response = response
 
@@ -137,12 +139,12 @@ async def _voice_report(request: Request, settings: IntakeSettings) -> tuple[Voi
         raise HTTPException(400, f"the multipart body cannot be read: {error.message}") from None
     audio = form.get("audio")
     if not isinstance(audio, UploadFile):
-        raise _Refused(
+        raise Refused(
             error_response(422, "a voice report needs its recording in the field 'audio'", "audio_missing")
         )
     fields = {name: value for name, value in form.multi_items() if name != "audio"}
     if any(not isinstance(value, str) for value in fields.values()):
-        raise _Refused(error_response(422, "only 'audio' may be a file", "invalid_request"))
+        raise Refused(error_response(422, "only 'audio' may be a file", "invalid_request"))
     location = {name: fields.pop(name) for name in ("lat", "lon") if name in fields}
     if location:
         fields["location"] = location
@@ -150,15 +152,20 @@ async def _voice_report(request: Request, settings: IntakeSettings) -> tuple[Voi
         report = VoiceReportIn.model_validate(fields)
     except ValidationError as error:
         raise _invalid(error) from None
+    return report, await checked_recording(request, audio, settings)
 
+
+async def checked_recording(request: Request, audio: UploadFile, settings: IntakeSettings) -> AudioRef:
+    """A recording checked by its bytes (415), its size (413) and its decoded length (413, 422),
+    then stored in the blob store under its SHA-256: voice reports and voice answers to tasks."""
     data = await audio.read(settings.audio_max_bytes + 1)
     if not data:
-        raise _Refused(error_response(422, "the recording is empty", "empty_audio"))
+        raise Refused(error_response(422, "the recording is empty", "empty_audio"))
     if len(data) > settings.audio_max_bytes:
-        raise _Refused(error_response(413, f"the recording is larger than {settings.audio_max_bytes} bytes"))
+        raise Refused(error_response(413, f"the recording is larger than {settings.audio_max_bytes} bytes"))
     media_type = sniff_one_of(data, AUDIO_TYPES)
     if media_type is None:
-        raise _Refused(
+        raise Refused(
             error_response(
                 415,
                 "not a recording this platform plays (WAV, AMR, Ogg/Opus, WebM/Opus, M4A/AAC, MP3)",
@@ -175,17 +182,17 @@ async def _voice_report(request: Request, settings: IntakeSettings) -> tuple[Voi
             settings.audio_decode_timeout_seconds,
         )
     except audio_codec.TooLong:
-        raise _Refused(
+        raise Refused(
             error_response(
                 413, f"the recording is longer than {settings.audio_max_seconds:.0f} s", "audio_too_long"
             )
         ) from None
     except audio_codec.AudioError as error:
-        raise _Refused(
+        raise Refused(
             error_response(422, f"the recording cannot be decoded: {error}", "corrupt_audio")
         ) from None
     sha256 = await run_in_threadpool(request.app.state.audio_blobs.put, data)
-    return report, AudioRef(
+    return AudioRef(
         sha256=sha256, media_type=media_type, size_bytes=len(data), duration_seconds=round(pcm.seconds, 3)
     )
 
@@ -212,7 +219,7 @@ async def create_report(
             report, audio = await _voice_report(request, settings)
         else:
             report = await _json_report(request)
-    except _Refused as refused:
+    except Refused as refused:
         return refused.response
     if report.household_id is not None and not await run_in_threadpool(
         household_known, rpc, report.household_id
