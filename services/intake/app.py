@@ -33,6 +33,7 @@ from services.intake.api.routes import (
     reports,
     routing,
     tasks,
+    units,
     web,
 )
 from services.intake.config import IntakeSettings, intake_settings
@@ -105,6 +106,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         inbox,
         routing,
         households,
+        units,
         registry_files,
         health,
     ):

@@ -137,15 +137,10 @@ def notice_json(notice: InboxNotice) -> dict:
     }
 
 
-def item_json(item: InboxItem, notices: list[InboxNotice] = ()) -> dict:
-    if item.kind == "task":
-        return task_item_json(item)
+def _common_json(item: InboxItem) -> dict:
+    """What every inbox item says, a case's or a task's: who it is for, why, by when, read or not."""
     return {
         "id": item.id,
-        "kind": "case",
-        "report_id": item.report_id,
-        "case_id": item.case_id,
-        "category": item.category,
         "urgency": item.urgency,
         "role": item.role,
         "position": item.position,
@@ -155,13 +150,25 @@ def item_json(item: InboxItem, notices: list[InboxNotice] = ()) -> dict:
         "person": None if item.person_id is None else {"id": item.person_id, "name": item.person_name},
         "deadline_at": item.deadline_at.isoformat(),
         "created_at": item.created_at.isoformat(),
+        "updated_at": item.updated_at.isoformat(),
         "read": item.read_at is not None,
+        "attention": item.attention,
+    }
+
+
+def item_json(item: InboxItem, notices: list[InboxNotice] = ()) -> dict:
+    if item.kind == "task":
+        return task_item_json(item)
+    return {
+        **_common_json(item),
+        "kind": "case",
+        "report_id": item.report_id,
+        "case_id": item.case_id,
+        "category": item.category,
         "audio": f"/v1/reports/{item.report_id}/audio" if item.has_audio else None,
         "transcription": item.transcription,
         "revision": item.revision,
         "state": item.state or "routed",
-        "attention": item.attention,
-        "updated_at": item.updated_at.isoformat(),
         "notices": [notice_json(notice) for notice in notices],
     }
 
@@ -262,7 +269,7 @@ def apply_task_cancelled(session: Session, event: TaskCancelled) -> bool:
 
 def task_item_json(item: InboxItem) -> dict:
     return {
-        "id": item.id,
+        **_common_json(item),
         "kind": "task",
         "task_id": item.task_id,
         "report_id": None,
@@ -270,21 +277,9 @@ def task_item_json(item: InboxItem) -> dict:
         "title": item.summary,
         "task_kind": item.category,
         "category": item.category,
-        "urgency": item.urgency,
-        "role": item.role,
-        "position": item.position,
-        "reason": item.reason,
-        "summary": item.summary,
-        "org_unit": {"id": item.org_unit_id, "name": item.org_unit_name},
-        "person": None if item.person_id is None else {"id": item.person_id, "name": item.person_name},
-        "deadline_at": item.deadline_at.isoformat(),
-        "created_at": item.created_at.isoformat(),
-        "read": item.read_at is not None,
         "audio": None,
         "transcription": None,
         "revision": 1,
         "state": item.state or "open",
-        "attention": item.attention,
-        "updated_at": item.updated_at.isoformat(),
         "notices": [],
     }

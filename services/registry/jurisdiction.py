@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.registry.models import OrgUnit
+from services.registry.models import UNIT_KINDS, OrgUnit
 from services.registry.queries import valid_id
 from services.registry.records import COUNTY_WIDE_ROLES
 from services.registry.schemas import Actor
@@ -92,3 +92,32 @@ def unit_paths(session: Session, unit_ids: set[int]) -> dict[int, str]:
     if not unit_ids:
         return {}
     return dict(session.execute(select(OrgUnit.id, OrgUnit.path).where(OrgUnit.id.in_(unit_ids))).all())
+
+
+ALL_KINDS = frozenset(UNIT_KINDS)
+
+
+def units_in_scope(
+    session: Session, actor: Actor, kinds: frozenset[str] = ALL_KINDS, parent_id: int | None = None
+) -> list[dict] | None:
+    """The org units of the actor's area (the whole county for county-wide roles), in tree order:
+    what a console offers as filters and task targets. None: the actor has no place in the tree."""
+    scope = scope_path(session, actor)
+    if scope is None:
+        return None
+    query = (
+        select(OrgUnit).where(OrgUnit.path.like(f"{scope}%"), OrgUnit.kind.in_(kinds)).order_by(OrgUnit.path)
+    )
+    if parent_id is not None:
+        query = query.where(OrgUnit.parent_id == parent_id)
+    return [
+        {
+            "id": unit.id,
+            "parent_id": unit.parent_id,
+            "kind": unit.kind,
+            "level": unit.level,
+            "name": unit.name,
+            "name_bo": unit.name_bo,
+        }
+        for unit in session.scalars(query)
+    ]

@@ -492,6 +492,19 @@ class RegistryService:
             return None if unit is None else aggregates.summary_for_unit(session, unit.id)
 
     @rpc
+    def units_in_area(
+        self, actor: dict, kinds: list[str] | None = None, parent_id: int | None = None
+    ) -> list | None:
+        """The org units of the actor's area, optionally of some kinds or under one parent."""
+        who = _actor(actor)
+        asked = frozenset(kinds) & jurisdiction.ALL_KINDS if isinstance(kinds, list) else frozenset()
+        wanted = asked or jurisdiction.ALL_KINDS
+        if who is None or (parent_id is not None and not queries.valid_id(parent_id)):
+            return None
+        with self.db() as session:
+            return jurisdiction.units_in_scope(session, who, wanted, parent_id)
+
+    @rpc
     def summary(self) -> dict:
         with self.db() as session:
             return queries.summary(session)

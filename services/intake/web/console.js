@@ -12,7 +12,7 @@
   const STATES = ["routed", "acknowledged", "in_progress", "resolved", "closed", "returned", "escalated", "reopened", "merged"];
   const LIVE_MS = 10000;
 
-  /* Units seen anywhere (statistics, cases, accounts): the registry has no org-tree listing yet. */
+  /* The units of the caller's area (GET /v1/units), and any other seen in statistics and cases. */
   const units = new Map();
   function noteUnit(unit) {
     if (unit && unit.id && !units.has(unit.id)) { units.set(unit.id, unit); unitsChanged(); }
@@ -536,18 +536,17 @@
     if (current === "accounts" && !ADMINS.has(s.role)) current = "cases";
     boardUnit = COUNTY_WIDE.has(s.role) ? null : s.unit;
     loadRegistrySummary();
-    if (ADMINS.has(s.role)) loadAccountUnits();
+    loadUnits();
     select(current);
   }
 
-  async function loadAccountUnits() {
-    // The units that hold accounts: the targets a county admin sends tasks to.
-    for (const role of ["township_command", "department", "village_grid"]) {
-      try {
-        const page = await Api.json(`/v1/accounts${Api.query({ role, page_size: 200 })}`);
-        page.items.forEach((a) => noteUnit({ id: a.org_unit_id, name: a.org_unit_name, level: role === "village_grid" ? 3 : 2 }));
-      } catch (error) { return; }
-    }
+  async function loadUnits() {
+    // Every unit of the caller's area down to the villages: filters and task targets.
+    const kinds = ["county", "governance_centre", "department", "township", "village"];
+    try {
+      const page = await Api.json(`/v1/units?${kinds.map((kind) => `kind=${kind}`).join("&")}`);
+      page.items.forEach(noteUnit);
+    } catch (error) { /* the filters keep the units seen elsewhere */ }
   }
 
   function init() {
