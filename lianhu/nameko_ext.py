@@ -43,7 +43,7 @@ from nameko.containers import ServiceContainer
 from nameko.exceptions import ContainerBeingKilled, RemoteError, UnknownService
 from nameko.extensions import DependencyProvider
 from nameko.messaging import Consumer
-from nameko.rpc import Rpc
+from nameko.rpc import Rpc, RpcConsumer
 from nameko.timer import Timer
 from prometheus_client import make_wsgi_app
 from pydantic import ValidationError
@@ -286,6 +286,30 @@ class EventSubscriber(Consumer):
 
 
 subscribe = EventSubscriber.decorator
+
+
+class ReplyTolerantRpcConsumer(RpcConsumer):
+    """nameko's RPC consumer, except that a reply it cannot send (the broker went away while the
+    method ran) is logged and dropped instead of killing the whole service. The request stays
+    unacked, so the broker hands it out again once it is back, and the caller, who is waiting on
+    a connection that is gone, times out and asks again; RPC here is for reads and idempotent
+    writes, so a second run is harmless."""
+
+    def handle_result(self, message, result, exc_info):
+        try:
+            return super().handle_result(message, result, exc_info)
+        except Exception as error:  # any failure to publish the reply: the service lives on
+            log.warning("could not send an RPC reply (%s); the caller will ask again", error)
+            return result, exc_info
+
+
+class ReplyTolerantRpc(Rpc):
+    """``@rpc`` for Lianhu services: see :class:`ReplyTolerantRpcConsumer`."""
+
+    rpc_consumer = ReplyTolerantRpcConsumer()
+
+
+rpc = ReplyTolerantRpc.decorator
 
 
 def call_rpc(method: Callable[..., Any], *args, **kwargs) -> Any:

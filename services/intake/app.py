@@ -18,6 +18,7 @@ from lianhu.db import make_engine, make_read_session_factory, make_session_facto
 from lianhu.rpc_client import RpcClient
 from services.intake.accounts import AccountStates
 from services.intake.api import errors, observability
+from services.intake.api.admission import Admission
 from services.intake.api.headers import SecurityHeaders
 from services.intake.api.limits import BodySizeLimit
 from services.intake.api.ratelimit import RateLimits
@@ -88,6 +89,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     app.state.relay_alive = lambda: relay.broker_ok
     app.state.rpc = rpc
     app.state.audio_blobs = FilesystemBlobStore(settings.blob_root("audio"))
+    app.state.recording_checks = Admission(settings.audio_checks_max)
     app.state.signing_key = settings.signing_key()
     app.state.rate_limits = RateLimits(
         login_per_account=settings.login_rate_per_account,

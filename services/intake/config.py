@@ -30,6 +30,8 @@ class IntakeSettings(KitSettings):
     audio_max_bytes: int = 10 * 1024 * 1024
     audio_max_seconds: float = 120.0
     audio_decode_timeout_seconds: float = 20.0
+    # Recordings read and decoded at once, each up to audio_max_bytes in memory: past this, 503.
+    audio_checks_max: int = 16
     # Routes that take files: a scanned certificate (10 MB and the form around it), a household file.
     upload_max_bytes: int = 10 * 1024 * 1024 + 64 * 1024
     import_max_bytes: int = 50 * 1024 * 1024 + 64 * 1024

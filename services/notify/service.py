@@ -5,12 +5,11 @@ answered or cancelled as routing says."""
 
 from __future__ import annotations
 
-from nameko.rpc import rpc
 from sqlalchemy.exc import IntegrityError
 
 from lianhu import metrics
 from lianhu.events import CaseUpdated, ReportRouted, TaskAnswered, TaskAssigned, TaskCancelled
-from lianhu.nameko_ext import Database, NotYet, subscribe
+from lianhu.nameko_ext import Database, NotYet, rpc, subscribe
 from services.notify import inbox
 
 # The one channel so far: the in-app inbox every unit reads (GET /v1/inbox).

@@ -20,13 +20,12 @@ from collections.abc import Callable
 from typing import Any
 
 from nameko.extensions import DependencyProvider
-from nameko.rpc import rpc
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from lianhu.blobs import FilesystemBlobStore
-from lianhu.nameko_ext import Database
+from lianhu.nameko_ext import Database, rpc
 from services.registry import (
     aggregates,
     audit,

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from nameko.events import EventDispatcher
 from nameko.extensions import DependencyProvider
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import RpcProxy
 from nameko.timer import Timer
 
 from lianhu import metrics
@@ -31,7 +31,7 @@ from lianhu.events import (
     TranscriptionFailed,
     utcnow,
 )
-from lianhu.nameko_ext import Database, DatabaseGauges, NotYet, Topology, call_rpc, subscribe
+from lianhu.nameko_ext import Database, DatabaseGauges, NotYet, Topology, call_rpc, rpc, subscribe
 from services.routing import actions, case_reads, cases, escalation, figures, relay, stats, tasks, timers
 from services.routing.actions import Actor, Invalid
 from services.routing.case_reads import Viewer

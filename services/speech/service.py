@@ -7,11 +7,10 @@ from pathlib import Path
 
 from nameko.events import EventDispatcher
 from nameko.extensions import DependencyProvider
-from nameko.rpc import rpc
 
 from lianhu.blobs import BlobStore, FilesystemBlobStore
 from lianhu.events import ReportSubmitted
-from lianhu.nameko_ext import Topology, in_native_thread, subscribe
+from lianhu.nameko_ext import Topology, in_native_thread, rpc, subscribe
 from services.speech import metrics
 from services.speech.config import speech_settings
 from services.speech.engine import Engines

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import sync_playwright
 
 from tests.support.platform import ROOT, Platform, free_port, platform_env
 from tests.support.vosk_model import KOREAN_MODEL
@@ -34,7 +35,7 @@ JIANGQIAN_GPS = {"latitude": 33.741, "longitude": 100.184}
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing: deploy/local/ensure-system-packages.sh installs it")
+        pytest.fail(f"{CHROMIUM} is missing: deploy/local/ensure-system-packages.sh installs it")
     return CHROMIUM
 
 
@@ -45,9 +46,7 @@ def platform(amqp_uri, tmp_path_factory):
     port = free_port()
     platform = Platform(platform_env(var_dir, amqp_uri, {}, port), var_dir, f"http://127.0.0.1:{port}")
     try:
-        platform.lianhu("migrate")
-        platform.lianhu("seed", "--demo")
-        platform.lianhu("topology")
+        platform.prepare_demo_county()
         for name in ("registry", "routing", "notify"):
             platform.start(name)
         speech = {"LIANHU_SPEECH_MODELS": f"zh={KOREAN_MODEL}", "LIANHU_MAX_WORKERS": "1"}
@@ -66,8 +65,7 @@ def accounts(platform) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def playwright_instance():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
+    with sync_playwright() as playwright:
         yield playwright
 
 

@@ -35,9 +35,7 @@ def platform(request, amqp_uri, tmp_path_factory):
     platform.engine = request.param
     platform.broker_link = proxy
     try:
-        platform.lianhu("migrate")
-        platform.lianhu("seed", "--demo")
-        platform.lianhu("topology")
+        platform.prepare_demo_county()
         for name in ("registry", "routing", "notify"):
             platform.start(name)
         platform.start("intake", env={"LIANHU_AMQP_URI": _through(proxy, amqp_uri)})

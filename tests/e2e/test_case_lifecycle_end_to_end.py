@@ -46,9 +46,7 @@ def platform(request, amqp_uri, tmp_path_factory):
     platform = Platform(env, var_dir, f"http://127.0.0.1:{port}")
     platform.metrics_ports = {"routing": free_port(), "notify": free_port()}
     try:
-        platform.lianhu("migrate")
-        platform.lianhu("seed", "--demo")
-        platform.lianhu("topology")
+        platform.prepare_demo_county()
         for name in ("registry", "routing", "notify", "intake"):
             metrics_port = platform.metrics_ports.get(name)
             platform.start(

@@ -49,6 +49,12 @@ class Platform:
             raise RuntimeError(f"lianhu {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout
 
+    def prepare_demo_county(self) -> None:
+        """Migrate every service, seed the demo county and declare the broker's topology."""
+        self.lianhu("migrate")
+        self.lianhu("seed", "--demo")
+        self.lianhu("topology")
+
     def start(self, name: str, env: dict[str, str] | None = None) -> None:
         log = open(self.var_dir / f"{name}.log", "ab")  # noqa: SIM115 - the process owns it
         self.processes[name] = subprocess.Popen(

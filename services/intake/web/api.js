@@ -154,8 +154,43 @@
     return node;
   }
 
+  /* The sign-in form, the sign-out button and a sign-out elsewhere, the same on every page:
+     ``shown()`` draws the page for whoever is signed in now; ``t`` gives the page's words. */
+  function wireSignIn(shown, t) {
+    const byId = (id) => document.getElementById(id);
+    byId("signin-form").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      byId("signin-error").textContent = "";
+      try {
+        await signIn(byId("username").value.trim(), byId("password").value);
+        byId("password").value = "";
+        shown();
+      } catch (error) {
+        byId("signin-error").textContent = error.status === 429 ? t("locked") : error.status === 401 ? t("wrong_password") : t("no_network");
+      }
+    });
+    byId("signout").addEventListener("click", async () => { await signOut(); shown(); });
+    document.addEventListener("signedout", () => shown());
+  }
+
+  /* Tabs (#tab-<name>) as a tablist: a click or the arrow keys select one, skipping hidden tabs. */
+  function wireTabs(names, select) {
+    const tab = (name) => document.getElementById(`tab-${name}`);
+    names.forEach((name, index) => {
+      tab(name).addEventListener("click", () => select(name));
+      tab(name).addEventListener("keydown", (e) => {
+        const step = e.key === "ArrowRight" ? 1 : e.key === "ArrowLeft" ? -1 : 0;
+        if (!step) return;
+        let next = index;
+        do { next = (next + step + names.length) % names.length; } while (tab(names[next]).hidden);
+        select(names[next]);
+        tab(names[next]).focus();
+      });
+    });
+  }
+
   global.Api = {
-    ApiError, signIn, signOut, request, json, query, newKey, audioUrl, el,
+    ApiError, signIn, signOut, request, json, query, newKey, audioUrl, el, wireSignIn, wireTabs,
     get session() { return session; },
   };
 })(window);

@@ -554,31 +554,8 @@
     $("f-category").append(...I18n.categories.map((c) => el("option", { value: c, "data-t": `c_${c}`, text: I18n.category(c) })));
     $("f-state").append(...STATES.map((s) => el("option", { value: s, "data-t": `st_${s}`, text: I18n.state(s) })));
     $("language").addEventListener("click", () => { I18n.set(I18n.language === "bo" ? "zh" : "bo"); fillUnitSelects(); if (Api.session) select(current); });
-    $("signin-form").addEventListener("submit", async (event) => {
-      event.preventDefault();
-      $("signin-error").textContent = "";
-      try {
-        await Api.signIn($("username").value.trim(), $("password").value);
-        $("password").value = "";
-        showSignedIn();
-      } catch (error) {
-        $("signin-error").textContent = error.status === 429 ? t("locked") : error.status === 401 ? t("wrong_password") : t("no_network");
-      }
-    });
-    $("signout").addEventListener("click", async () => { await Api.signOut(); showSignedIn(); });
-    document.addEventListener("signedout", () => showSignedIn());
-    TABS.forEach((name, index) => {
-      const tab = $(`tab-${name}`);
-      tab.addEventListener("click", () => select(name));
-      tab.addEventListener("keydown", (e) => {
-        const step = e.key === "ArrowRight" ? 1 : e.key === "ArrowLeft" ? -1 : 0;
-        if (!step) return;
-        let next = index;
-        do { next = (next + step + TABS.length) % TABS.length; } while ($(`tab-${TABS[next]}`).hidden);
-        select(TABS[next]);
-        $(`tab-${TABS[next]}`).focus();
-      });
-    });
+    Api.wireSignIn(showSignedIn, t);
+    Api.wireTabs(TABS, select);
     $("case-filters").addEventListener("change", () => { casePage = 1; loadCases(); });
     $("case-filters").addEventListener("submit", (e) => { e.preventDefault(); casePage = 1; loadCases(); });
     $("case-prev").addEventListener("click", () => { casePage -= 1; loadCases(); });

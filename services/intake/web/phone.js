@@ -390,30 +390,8 @@
     I18n.apply(document);
     showNetwork();
     $("language").addEventListener("click", () => { I18n.set(I18n.language === "bo" ? "zh" : "bo"); if (Api.session) loadHouseholds(); });
-    $("signin-form").addEventListener("submit", async (event) => {
-      event.preventDefault();
-      $("signin-error").textContent = "";
-      try {
-        await Api.signIn($("username").value.trim(), $("password").value);
-        $("password").value = "";
-        showSignedIn();
-      } catch (error) {
-        $("signin-error").textContent = error.status === 429 ? t("locked") : error.status === 401 ? t("wrong_password") : t("no_network");
-      }
-    });
-    $("signout").addEventListener("click", async () => { await Api.signOut(); showSignedIn(); });
-    document.addEventListener("signedout", () => showSignedIn());
-    TABS.forEach((name, index) => {
-      const tab = $(`tab-${name}`);
-      tab.addEventListener("click", () => select(name));
-      tab.addEventListener("keydown", (e) => {
-        const step = e.key === "ArrowRight" ? 1 : e.key === "ArrowLeft" ? -1 : 0;
-        if (!step) return;
-        const next = TABS[(index + step + TABS.length) % TABS.length];
-        select(next);
-        $(`tab-${next}`).focus();
-      });
-    });
+    Api.wireSignIn(showSignedIn, t);
+    Api.wireTabs(TABS, select);
     new Recorder($("record"), $("record-label"), $("rec-status"), setClip); // eslint-disable-line no-new
     $("clip-delete").addEventListener("click", () => { clearClip(); $("rec-status").textContent = ""; });
     $("send").addEventListener("click", send);

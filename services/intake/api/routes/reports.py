@@ -157,7 +157,18 @@ async def _voice_report(request: Request, settings: IntakeSettings) -> tuple[Voi
 
 async def checked_recording(request: Request, audio: UploadFile, settings: IntakeSettings) -> AudioRef:
     """A recording checked by its bytes (415), its size (413) and its decoded length (413, 422),
-    then stored in the blob store under its SHA-256: voice reports and voice answers to tasks."""
+    then stored in the blob store under its SHA-256: voice reports and voice answers to tasks. Only
+    ``LIANHU_AUDIO_CHECKS_MAX`` at once (each is held in memory): past that, ``503`` to come back."""
+    try:
+        with request.app.state.recording_checks.slot():
+            return await _checked_recording(request, audio, settings)
+    except Overloaded:
+        raise Refused(
+            error_response(503, "too many recordings are being checked; retry shortly", "overloaded")
+        ) from None
+
+
+async def _checked_recording(request: Request, audio: UploadFile, settings: IntakeSettings) -> AudioRef:
     data = await audio.read(settings.audio_max_bytes + 1)
     if not data:
         raise Refused(error_response(422, "the recording is empty", "empty_audio"))
