@@ -41,7 +41,6 @@ import asyncio
 import contextlib
 import json
 import math
-import os
 import random
 import shutil
 import subprocess
@@ -61,13 +60,13 @@ import httpx  # noqa: E402
 import psycopg2  # noqa: E402
 
 from lianhu.config import SERVICE_NAMES  # noqa: E402
+from tests.conftest import pg_admin  # noqa: E402
 from tests.support.delivery import DeliveryAudit, dead_letters, wait_for_delivery  # noqa: E402
 from tests.support.faults import PrivateBroker, Supervisor  # noqa: E402
 from tests.support.platform import BIN, Platform, free_port, platform_env, query  # noqa: E402
 from tests.support.tcp_proxy import TcpProxy  # noqa: E402
-from tests.support.vosk_model import KOREAN_MODEL  # noqa: E402
+from tests.support.vosk_model import KOREAN_MODEL, spoken_korean_clip  # noqa: E402
 
-PG_ADMIN_URL = os.environ.get("LIANHU_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 WORKERS = ("registry", "routing", "notify")
 SERVICE_ENV = {"speech": {"LIANHU_SPEECH_MODELS": f"zh={KOREAN_MODEL}"}}
 TEXTS = (
@@ -91,16 +90,6 @@ RECOVERY_TIMEOUT = 120.0
 
 
 # --------------------------------------------------------------------------- the platform
-
-
-def _pg_admin(statement: str) -> None:
-    connection = psycopg2.connect(PG_ADMIN_URL)
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(statement)
-    finally:
-        connection.close()
 
 
 class Stack:
@@ -142,7 +131,7 @@ class Stack:
             port = self.database_link.port if self.database_link else 5432
             for service in SERVICE_NAMES:
                 name = f"lianhu_soak_{uuid.uuid4().hex[:12]}"
-                _pg_admin(f'CREATE DATABASE "{name}"')
+                pg_admin(f'CREATE DATABASE "{name}"')
                 self.databases.append(name)
                 urls[service] = f"postgresql://postgres@127.0.0.1:{port}/{name}"
         http_port = free_port()
@@ -167,7 +156,7 @@ class Stack:
             self.database_link.close()
         for name in self.databases:
             with contextlib.suppress(psycopg2.Error):
-                _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         if self.keep:
             print(f"# kept {self.var_dir}", flush=True)
         else:
@@ -207,17 +196,6 @@ def sign_in(platform: Platform, account: dict) -> str:
     )
     response.raise_for_status()
     return response.json()["access_token"]
-
-
-def make_clip(folder: Path) -> bytes:
-    wav, ogg = folder / "clip.wav", folder / "clip.ogg"
-    subprocess.run(["espeak-ng", "-v", "ko", "-w", str(wav), "병원 화재 홍수"], check=True, timeout=60)
-    subprocess.run(
-        ["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-i", str(wav), "-c:a", "libopus", str(ogg)],
-        check=True,
-        timeout=60,
-    )
-    return ogg.read_bytes()
 
 
 # --------------------------------------------------------------------------- the phones
@@ -465,7 +443,7 @@ def main(argv: list[str] | None = None) -> None:
     random.seed(args.seed)
     started = time.monotonic()
     with Stack("postgresql", speech=True, database_link=True, keep=args.keep) as stack:
-        clip = make_clip(stack.var_dir)
+        clip = spoken_korean_clip(stack.var_dir)
         print(
             f"# platform up in {time.monotonic() - started:.0f}s; broker {stack.broker.amqp_uri}", flush=True
         )

@@ -27,7 +27,7 @@ PG_ADMIN_URL = os.environ.get("LIANHU_TEST_PG_ADMIN_URL", "postgresql://postgres
 AMQP_URI = os.environ.get("LIANHU_TEST_AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")
 
 
-def _pg_admin(statement: str) -> None:
+def pg_admin(statement: str) -> None:
     """Run one statement outside a transaction (CREATE/DROP DATABASE refuse to run inside one)."""
     connection = psycopg2.connect(PG_ADMIN_URL)
     connection.autocommit = True
@@ -40,12 +40,12 @@ def _pg_admin(statement: str) -> None:
 
 def create_pg_database() -> str:
     name = f"lianhu_t_{uuid.uuid4().hex[:12]}"
-    _pg_admin(f'CREATE DATABASE "{name}"')
+    pg_admin(f'CREATE DATABASE "{name}"')
     return f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
 
 
 def drop_pg_database(url: str) -> None:
-    _pg_admin(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    pg_admin(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

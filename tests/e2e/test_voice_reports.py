@@ -7,13 +7,12 @@ all — which is the real state of Tibetan speech recognition, and must fail cle
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 
 import pytest
 
 from tests.e2e.test_text_reports import jiangqian_worker, parent_of
-from tests.support.vosk_model import KOREAN_MODEL
+from tests.support.vosk_model import KOREAN_MODEL, spoken_korean_clip
 
 pytestmark = pytest.mark.e2e
 
@@ -27,15 +26,7 @@ def speech(platform):
 
 @pytest.fixture(scope="module")
 def korean_clip(tmp_path_factory) -> bytes:
-    folder = tmp_path_factory.mktemp("clips")
-    wav, ogg = folder / "clip.wav", folder / "clip.ogg"
-    subprocess.run(["espeak-ng", "-v", "ko", "-w", str(wav), "병원 화재 홍수"], check=True, timeout=60)
-    subprocess.run(
-        ["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-i", str(wav), "-c:a", "libopus", str(ogg)],
-        check=True,
-        timeout=60,
-    )
-    return ogg.read_bytes()
+    return spoken_korean_clip(tmp_path_factory.mktemp("clips"))
 
 
 def send_voice(session, clip: bytes, language: str) -> dict:
