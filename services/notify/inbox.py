@@ -6,7 +6,17 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from lianhu.events import CaseUpdated, Notice, ReportRouted, TaskAnswered, TaskAssigned, TaskCancelled, utcnow
+from lianhu.events import (
+    CaseUpdated,
+    Notice,
+    PersonRef,
+    ReportRouted,
+    TaskAnswered,
+    TaskAssigned,
+    TaskCancelled,
+    UnitRef,
+    utcnow,
+)
 from services.notify.models import InboxItem, InboxNotice
 
 MAX_PAGE = 200
@@ -29,23 +39,15 @@ def deliver(session: Session, event: ReportRouted) -> int:
     for recipient in new:
         have.add(recipient.org_unit.id)
         session.add(
-            InboxItem(
-                event_id=event.event_id,
-                report_id=event.report_id,
-                case_id=event.case_id,
-                org_unit_id=recipient.org_unit.id,
-                org_unit_name=recipient.org_unit.name,
-                person_id=recipient.person.id if recipient.person else None,
-                person_name=recipient.person.name if recipient.person else None,
+            _new_item(
+                event,
+                recipient.org_unit,
+                recipient.person,
+                now,
+                **_case_fields(event),
                 role=recipient.role,
                 position=recipient.position,
                 reason=recipient.reason,
-                category=event.category,
-                urgency=event.urgency,
-                summary=event.summary,
-                deadline_at=event.deadline_at,
-                created_at=now,
-                updated_at=now,
                 revision=event.revision,
                 has_audio=event.audio is not None,
                 transcription=event.transcription,
@@ -105,24 +107,43 @@ def apply_update(session: Session, event: CaseUpdated) -> int:
     return new
 
 
-def _item_for(event: CaseUpdated, notice: Notice, now) -> InboxItem:
+def _new_item(
+    event: ReportRouted | CaseUpdated | TaskAssigned, unit: UnitRef, person: PersonRef | None, now, **fields
+) -> InboxItem:
+    """A new item in ``unit``'s inbox, stamped now; ``fields`` say what it is about."""
     return InboxItem(
         event_id=event.event_id,
-        report_id=event.report_id,
-        case_id=event.case_id,
-        org_unit_id=notice.org_unit.id,
-        org_unit_name=notice.org_unit.name,
-        person_id=notice.person.id if notice.person else None,
-        person_name=notice.person.name if notice.person else None,
+        org_unit_id=unit.id,
+        org_unit_name=unit.name,
+        person_id=person.id if person else None,
+        person_name=person.name if person else None,
+        created_at=now,
+        updated_at=now,
+        **fields,
+    )
+
+
+def _case_fields(event: ReportRouted | CaseUpdated) -> dict:
+    return {
+        "report_id": event.report_id,
+        "case_id": event.case_id,
+        "category": event.category,
+        "urgency": event.urgency,
+        "summary": event.summary,
+        "deadline_at": event.deadline_at,
+    }
+
+
+def _item_for(event: CaseUpdated, notice: Notice, now) -> InboxItem:
+    return _new_item(
+        event,
+        notice.org_unit,
+        notice.person,
+        now,
+        **_case_fields(event),
         role=notice.role,
         position=notice.position,
         reason=notice.note,
-        category=event.category,
-        urgency=event.urgency,
-        summary=event.summary,
-        deadline_at=event.deadline_at,
-        created_at=now,
-        updated_at=now,
         seq=0,
     )
 
@@ -214,16 +235,14 @@ def deliver_task(session: Session, event: TaskAssigned) -> int:
         if recipient.org_unit.id in have:
             continue
         have.add(recipient.org_unit.id)
-        person = recipient.person
         session.add(
-            InboxItem(
+            _new_item(
+                event,
+                recipient.org_unit,
+                recipient.person,
+                now,
                 kind="task",
-                event_id=event.event_id,
                 task_id=event.task_id,
-                org_unit_id=recipient.org_unit.id,
-                org_unit_name=recipient.org_unit.name,
-                person_id=person.id if person else None,
-                person_name=person.name if person else None,
                 role="recipient",
                 position="liaison_worker",
                 reason=TASK_REASON.format(sender=sender),
@@ -231,8 +250,6 @@ def deliver_task(session: Session, event: TaskAssigned) -> int:
                 urgency="general",
                 summary=event.title,
                 deadline_at=event.due_at,
-                created_at=now,
-                updated_at=now,
                 state="open",
                 attention="task",
             )
